@@ -1,0 +1,51 @@
+"""AdaptRL environments: tasks, task distributions, trials, batched torch envs and the registry."""
+
+import gymnasium as gym
+
+from envs import families as _families  # noqa: F401  (registers the built-in families)
+from envs.bandits import BanditDistribution, BanditEnv, BanditTask, BatchedBanditEnv
+from envs.batched import BatchedEnv, BatchedTrialEnv, TrialStep
+from envs.registry import known_names, make_distribution, register_family
+from envs.tasks import SPLITS, MetaSplit, Task, TaskDistribution
+from envs.trial import NonFiniteError, TrialWrapper, check_finite
+
+# Marks this package as AdaptRL's own; other distributions also install a top-level `envs`.
+__adaptrl__ = True
+
+__all__ = [
+    "SPLITS",
+    "BanditDistribution",
+    "BanditEnv",
+    "BanditTask",
+    "BatchedBanditEnv",
+    "BatchedEnv",
+    "BatchedTrialEnv",
+    "MetaSplit",
+    "NonFiniteError",
+    "Task",
+    "TaskDistribution",
+    "TrialStep",
+    "TrialWrapper",
+    "check_finite",
+    "known_names",
+    "make_distribution",
+    "make_trial_env",
+    "register_family",
+]
+
+
+def make_trial_env(
+    distribution: str = "bandit-k5-n10", split: str = "meta-train", oracle: bool = False
+) -> TrialWrapper:
+    """Build a Gymnasium trial environment for a registered distribution name."""
+    dist = make_distribution(distribution)
+    return TrialWrapper(dist.make_env(oracle=oracle), dist, split=split)
+
+
+for _env_id, _entry_point, _kwargs in (
+    ("adaptrl/BernoulliBandit-v0", "envs.bandits:BanditEnv", {"reward": "bernoulli"}),
+    ("adaptrl/GaussianBandit-v0", "envs.bandits:BanditEnv", {"reward": "gaussian"}),
+    ("adaptrl/Trials-v0", "envs:make_trial_env", {}),
+):
+    if _env_id not in gym.registry:
+        gym.register(_env_id, entry_point=_entry_point, kwargs=_kwargs)

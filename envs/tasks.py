@@ -1,0 +1,177 @@
+"""Tasks, task distributions and their disjoint meta-train / meta-test splits."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+SPLITS = ("meta-train", "meta-test")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One MDP of a family, fixed by its parameters.
+
+    Subclasses are frozen dataclasses whose fields are plain Python values (floats, ints,
+    tuples), so a task is hashable, compares by value and survives pickling unchanged.
+    """
+
+    def key(self) -> tuple:
+        """Return the hashable identity used to keep the meta-train and meta-test splits apart."""
+        return dataclasses.astuple(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class MetaSplit:
+    """Disjoint meta-train and meta-test task sets of one distribution.
+
+    Attributes:
+        train: meta-train tasks; training trials sample from these.
+        test: held-out meta-test tasks; evaluation uses these only.
+        seed: the split seed both sets were drawn from.
+    """
+
+    train: tuple[Task, ...]
+    test: tuple[Task, ...]
+    seed: int
+
+    def tasks(self, split: str) -> tuple[Task, ...]:
+        if split == "meta-train":
+            return self.train
+        if split == "meta-test":
+            return self.test
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+
+class TaskDistribution(ABC):
+    """A family of tasks with a sampler and a fixed, disjoint meta-train / meta-test split.
+
+    The split is drawn from ``split_seed``, which belongs to the distribution, not to a run:
+    every run and every agent trained on ``bandit-k5-n10`` is evaluated on the same held-out
+    tasks, and no seed of a training run can move a meta-test task into its meta-train set.
+
+    Subclasses implement :meth:`sample_tasks`, :meth:`make_env` and set ``name`` and
+    ``episodes_per_trial``; cheap families also implement :meth:`make_batched_env`.
+
+    Args:
+        num_train_tasks: size of the meta-train set. Large by default, so that training sees
+            practically the whole prior.
+        num_test_tasks: size of the meta-test set.
+        split_seed: seed of the split.
+    """
+
+    name: str = "task-distribution"
+    episodes_per_trial: int = 1
+
+    def __init__(self, num_train_tasks: int, num_test_tasks: int, split_seed: int = 0):
+        for label, value in (("num_train_tasks", num_train_tasks), ("num_test_tasks", num_test_tasks)):
+            if int(value) < 1:
+                raise ValueError(f"{label} must be at least 1, got {value}")
+        self.num_train_tasks = int(num_train_tasks)
+        self.num_test_tasks = int(num_test_tasks)
+        self.split_seed = int(split_seed)
+        self._split: MetaSplit | None = None
+
+    @abstractmethod
+    def sample_tasks(self, rng: np.random.Generator, num_tasks: int) -> list[Task]:
+        """Draw ``num_tasks`` tasks from the prior with the caller's generator."""
+
+    @abstractmethod
+    def make_env(self, oracle: bool = False) -> gym.Env:
+        """Build one Gymnasium environment of this family, with no task set yet.
+
+        Args:
+            oracle: expose the task parameters in ``info["task"]`` (for oracle references
+                only; agents never get them otherwise).
+        """
+
+    def make_batched_env(self, num_envs: int, device: Any = "cpu"):
+        """Build a batched torch environment stepping ``num_envs`` tasks at once."""
+        raise NotImplementedError(
+            f"{self.name} has no batched torch environment; train it through Gymnasium vector "
+            "environments instead"
+        )
+
+    @property
+    def has_batched_env(self) -> bool:
+        return type(self).make_batched_env is not TaskDistribution.make_batched_env
+
+    def config(self) -> dict[str, Any]:
+        """Return the constants that define this distribution, saved with every run."""
+        return {
+            "name": self.name,
+            "episodes_per_trial": self.episodes_per_trial,
+            "num_train_tasks": self.num_train_tasks,
+            "num_test_tasks": self.num_test_tasks,
+            "split_seed": self.split_seed,
+        }
+
+    def meta_split(self) -> MetaSplit:
+        """Return the split, drawing it from ``split_seed`` on first use.
+
+        Test tasks come from the first child stream of ``SeedSequence(split_seed)`` and
+        train tasks from the second. A train task whose key equals a test task's is dropped
+        and redrawn, so the two sets are disjoint by construction.
+        """
+        if self._split is None:
+            test_seq, train_seq = np.random.SeedSequence(self.split_seed).spawn(2)
+            test = _unique_tasks(self, np.random.default_rng(test_seq), self.num_test_tasks, set())
+            test_keys = {task.key() for task in test}
+            train = _unique_tasks(
+                self, np.random.default_rng(train_seq), self.num_train_tasks, test_keys,
+                allow_repeats=True,
+            )
+            self._split = MetaSplit(train=tuple(train), test=tuple(test), seed=self.split_seed)
+        return self._split
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The split is a cache that any process can redraw from split_seed; leaving it out
+        # keeps vector-env workers cheap to start.
+        state = self.__dict__.copy()
+        state["_split"] = None
+        return state
+
+
+def _unique_tasks(
+    distribution: TaskDistribution,
+    rng: np.random.Generator,
+    num_tasks: int,
+    excluded: set,
+    allow_repeats: bool = False,
+    max_rounds: int = 100,
+) -> list[Task]:
+    """Draw tasks until ``num_tasks`` are collected whose keys are not in ``excluded``.
+
+    Test tasks are also kept distinct from one another; finite families whose prior cannot
+    supply that many distinct tasks raise instead of looping forever.
+    """
+    tasks: list[Task] = []
+    seen = set(excluded)
+    for _ in range(max_rounds):
+        for task in distribution.sample_tasks(rng, num_tasks - len(tasks)):
+            key = task.key()
+            if key in excluded or (not allow_repeats and key in seen):
+                continue
+            seen.add(key)
+            tasks.append(task)
+        if len(tasks) == num_tasks:
+            return tasks
+    raise ValueError(
+        f"{distribution.name}: could not draw {num_tasks} tasks outside the other split after "
+        f"{max_rounds} rounds (got {len(tasks)}); the family may have fewer distinct tasks. "
+        "Lower num_train_tasks or num_test_tasks."
+    )
+
+
+def stack_task_params(tasks: Sequence[Task], field: str) -> np.ndarray:
+    """Stack one field of many tasks into an array of shape ``(num_tasks, ...)``."""
+    return np.asarray([getattr(task, field) for task in tasks])
