@@ -1,0 +1,32 @@
+"""AdaptRL agents: RL², reference policies, and the shared PPO and network parts."""
+
+import envs as _envs
+
+if not getattr(_envs, "__adaptrl__", False):
+    raise ImportError(
+        f"the top-level `envs` module at {getattr(_envs, '__file__', '?')} is not AdaptRL's: "
+        "another installed distribution provides a module of that name. Install AdaptRL in "
+        "its own virtual environment (see the README)."
+    )
+
+from agents.device import resolve_device  # noqa: E402
+from agents.gae import compute_gae  # noqa: E402
+from agents.recurrent import reset_recurrent_state  # noqa: E402
+from agents.registry import AGENTS, agent_entry, make_agent  # noqa: E402
+from agents.rl2 import RL2, RL2Config  # noqa: E402
+from agents.seeding import SeedStreams  # noqa: E402
+
+# Marks this package as AdaptRL's own; other distributions also install a top-level `agents`.
+__adaptrl__ = True
+
+__all__ = [
+    "AGENTS",
+    "RL2",
+    "RL2Config",
+    "SeedStreams",
+    "agent_entry",
+    "compute_gae",
+    "make_agent",
+    "reset_recurrent_state",
+    "resolve_device",
+]

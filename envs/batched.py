@@ -87,6 +87,11 @@ def previous_action_dim(action_space: gym.Space) -> int:
     )
 
 
+def trial_observation_dim(base_observation_dim: int, action_space: gym.Space) -> int:
+    """Return the width of a trial observation: base obs, previous action, reward and flag."""
+    return base_observation_dim + previous_action_dim(action_space) + 2
+
+
 class BatchedTrialEnv:
     """RL² trials over a :class:`BatchedEnv`, with :class:`envs.trial.TrialWrapper`'s semantics.
 
@@ -102,7 +107,11 @@ class BatchedTrialEnv:
         task_params: their parameters, shape ``(len(tasks), ...)``, as the base env takes them.
         episodes_per_trial: inner episodes per trial.
         generator: torch generator for task draws.
+        name: the distribution's name, used in error messages.
     """
+
+    # Trials end only by termination, so the rollout needs no bootstrap from final observations.
+    may_truncate = False
 
     def __init__(
         self,
@@ -111,6 +120,7 @@ class BatchedTrialEnv:
         task_params: torch.Tensor,
         episodes_per_trial: int,
         generator: torch.Generator | None = None,
+        name: str = "batched environment",
     ):
         if int(episodes_per_trial) < 1:
             raise ValueError(f"episodes_per_trial must be at least 1, got {episodes_per_trial}")
@@ -120,6 +130,7 @@ class BatchedTrialEnv:
                 f"for {len(tasks)} tasks"
             )
         self.base = base
+        self.name = name
         self.tasks = tuple(tasks)
         self.num_envs = base.num_envs
         self.device = base.device
@@ -129,7 +140,7 @@ class BatchedTrialEnv:
         self.action_space = base.action_space
         self.discrete = isinstance(base.action_space, gym.spaces.Discrete)
         self.action_dim = previous_action_dim(base.action_space)
-        self.observation_dim = base.observation_dim + self.action_dim + 2
+        self.observation_dim = trial_observation_dim(base.observation_dim, base.action_space)
         n = self.num_envs
         self.task_index = torch.zeros(n, dtype=torch.long, device=self.device)
         self.episode_index = torch.zeros(n, dtype=torch.long, device=self.device)

@@ -59,7 +59,15 @@ def make_distribution(name: str, **kwargs) -> TaskDistribution:
     if not isinstance(name, str) or not name:
         raise ValueError(f"expected a task-distribution name, got {name!r}")
     if ":" in name:
-        return _load_custom(name, kwargs)
+        distribution = _load_custom(name, kwargs)
+    else:
+        distribution = _build_registered(name, kwargs)
+    distribution.registry_name = name
+    distribution.registry_kwargs = dict(kwargs)
+    return distribution
+
+
+def _build_registered(name: str, kwargs: dict) -> TaskDistribution:
     for family in _FAMILIES.values():
         match = re.fullmatch(family.pattern, name)
         if match:

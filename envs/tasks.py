@@ -80,6 +80,9 @@ class TaskDistribution(ABC):
         self.num_test_tasks = int(num_test_tasks)
         self.split_seed = int(split_seed)
         self._split: MetaSplit | None = None
+        # Set by envs.make_distribution, so that saved agents can rebuild the distribution.
+        self.registry_name: str | None = None
+        self.registry_kwargs: dict[str, Any] = {}
 
     @abstractmethod
     def sample_tasks(self, rng: np.random.Generator, num_tasks: int) -> list[Task]:

@@ -1,0 +1,166 @@
+"""Recurrent actor-critic network and its action heads, shared by the recurrent agents."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.recurrent import reset_recurrent_state
+
+
+def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class CategoricalHead(nn.Module):
+    """Categorical policy over ``num_actions`` discrete actions."""
+
+    def __init__(self, hidden_size: int, num_actions: int):
+        super().__init__()
+        # A small gain keeps the initial policy close to uniform (Andrychowicz et al., 2021).
+        self.logits = _orthogonal(nn.Linear(hidden_size, num_actions), 0.01)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.logits(features), dim=-1)
+
+    def sample(self, log_probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
+
+    def mode(self, log_probs: torch.Tensor) -> torch.Tensor:
+        return log_probs.argmax(dim=-1)
+
+    def log_prob(self, log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self, log_probs: torch.Tensor) -> torch.Tensor:
+        return -(log_probs.exp() * log_probs).sum(-1)
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian policy with a state-independent log standard deviation."""
+
+    def __init__(self, hidden_size: int, action_dim: int, log_std_init: float = 0.0):
+        super().__init__()
+        self.mean = _orthogonal(nn.Linear(hidden_size, action_dim), 0.01)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # (batch, 2 * action_dim): means, then log standard deviations.
+        mean = self.mean(features)
+        return torch.cat([mean, self.log_std.expand_as(mean)], dim=-1)
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        mean, log_std = params.chunk(2, dim=-1)
+        noise = torch.randn(mean.shape, device=mean.device, generator=generator)
+        return mean + log_std.exp() * noise
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return params.chunk(2, dim=-1)[0]
+
+    def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        mean, log_std = params.chunk(2, dim=-1)
+        z = (actions - mean) / log_std.exp()
+        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self, params: torch.Tensor) -> torch.Tensor:
+        log_std = params.chunk(2, dim=-1)[1]
+        return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+
+
+class RecurrentActorCritic(nn.Module):
+    """Observation encoder, GRU cell, and policy and value heads on the GRU's output.
+
+    Args:
+        observation_dim: width of the trial observation.
+        action_space: Discrete (categorical head) or 1-D Box (Gaussian head).
+        hidden_size: width of the encoder and of the GRU state.
+    """
+
+    def __init__(self, observation_dim: int, action_space: gym.Space, hidden_size: int = 128):
+        super().__init__()
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.head: nn.Module = CategoricalHead(hidden_size, int(action_space.n))
+        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+            self.head = GaussianHead(hidden_size, int(action_space.shape[0]))
+        else:
+            raise TypeError(
+                f"the recurrent policy supports Discrete and 1-D Box action spaces, got {action_space}"
+            )
+        self.observation_dim = int(observation_dim)
+        self.hidden_size = int(hidden_size)
+        self.encoder = nn.Sequential(
+            _orthogonal(nn.Linear(observation_dim, hidden_size), math.sqrt(2)), nn.Tanh()
+        )
+        # nn.GRU rather than nn.GRUCell: the replay runs whole segments through its fused
+        # kernel, and one step of it gives the same numbers as one step of the cell.
+        self.gru = nn.GRU(hidden_size, hidden_size)
+        self.critic = _orthogonal(nn.Linear(hidden_size, 1), 1.0)
+
+    def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
+        """Return the zero state, shape ``(batch_size, hidden_size)``."""
+        return torch.zeros(batch_size, self.hidden_size, device=device)
+
+    def step(
+        self, obs: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance one step from an already reset state.
+
+        Args:
+            obs: ``(batch, observation_dim)``.
+            state: ``(batch, hidden_size)``, after :func:`agents.recurrent.reset_recurrent_state`.
+
+        Returns:
+            ``(policy_params, value, next_state)``: head parameters ``(batch, ...)``,
+            value ``(batch,)`` and the next state ``(batch, hidden_size)``.
+        """
+        if obs.shape[-1] != self.observation_dim:
+            raise ValueError(
+                f"expected observations of width {self.observation_dim}, got shape {tuple(obs.shape)}"
+            )
+        output, next_state = self.gru(self.encoder(obs)[None], state[None])
+        output = output[0]
+        return self.head(output), self.critic(output).squeeze(-1), next_state[0]
+
+    def unroll(
+        self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run stored sequences, resetting the state where ``trial_start`` is set.
+
+        Equivalent to calling :func:`reset_recurrent_state` and :meth:`step` at every step,
+        but the GRU runs each segment between trial starts as one fused call. Finding the
+        segments reads the mask back to the host once per call.
+
+        Args:
+            obs: ``(seq_len, batch, observation_dim)``.
+            state: ``(batch, hidden_size)``, the state before the first step's reset.
+            trial_start: ``(seq_len, batch)`` bool.
+
+        Returns:
+            ``(policy_params, values, final_state)``: ``(seq_len, batch, ...)``,
+            ``(seq_len, batch)`` and ``(batch, hidden_size)``.
+        """
+        seq_len = obs.shape[0]
+        features = self.encoder(obs)
+        reset_steps = (trial_start[1:].any(dim=1).nonzero().flatten() + 1).tolist()
+        bounds = [0, *reset_steps, seq_len]
+        outputs = []
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            state = reset_recurrent_state(state, trial_start[start])
+            output, final = self.gru(features[start:stop], state[None])
+            outputs.append(output)
+            state = final[0]
+        output = torch.cat(outputs)
+        return self.head(output), self.critic(output).squeeze(-1), state
+
+
+def clip_action(action_space: gym.Space, actions: np.ndarray) -> np.ndarray:
+    """Clip Gaussian samples into a Box action space; Discrete actions pass through."""
+    if isinstance(action_space, gym.spaces.Box):
+        return np.clip(actions, action_space.low, action_space.high)
+    return actions

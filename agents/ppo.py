@@ -1,0 +1,172 @@
+"""PPO's clipped objective (Schulman et al., 2017) over stored recurrent sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from agents.networks import RecurrentActorCritic
+from agents.rollout import Rollout
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """The knobs of one PPO update; see the agent configs for their meaning and defaults."""
+
+    num_epochs: int
+    minibatch_size: int
+    sequence_length: int
+    clip_coef: float
+    ent_coef: float
+    vf_coef: float
+    max_grad_norm: float
+    normalize_advantages: bool
+
+
+@dataclass
+class SequenceBatch:
+    """Rollout steps regrouped as sequences: time-major ``(sequence_length, num_sequences, ...)``."""
+
+    obs: torch.Tensor
+    hidden_start: torch.Tensor  # (num_sequences, hidden): hidden_in at each sequence's first step
+    trial_start: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> SequenceBatch:
+        return SequenceBatch(
+            obs=self.obs[:, index],
+            hidden_start=self.hidden_start[index],
+            trial_start=self.trial_start[:, index],
+            actions=self.actions[:, index],
+            log_probs=self.log_probs[:, index],
+            values=self.values[:, index],
+            advantages=self.advantages[:, index],
+            returns=self.returns[:, index],
+        )
+
+
+def split_sequences(rollout: Rollout, sequence_length: int) -> SequenceBatch:
+    """Cut a ``(T, N)`` rollout into ``T // L * N`` sequences of length ``L``.
+
+    Axis change: ``(T, N, ...)`` -> ``(T // L, L, N, ...)`` -> ``(L, T // L * N, ...)``, where
+    sequence ``b * N + n`` is steps ``b*L .. b*L + L - 1`` of env ``n``.
+    """
+    t, n = rollout.num_steps, rollout.num_envs
+    if t % sequence_length:
+        raise ValueError(f"sequence_length {sequence_length} must divide num_steps {t}")
+    blocks = t // sequence_length
+
+    def regroup(x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(blocks, sequence_length, n, *x.shape[2:])
+        return x.transpose(0, 1).reshape(sequence_length, blocks * n, *x.shape[3:])
+
+    hidden_start = rollout.hidden_in[::sequence_length].reshape(blocks * n, -1)
+    return SequenceBatch(
+        obs=regroup(rollout.obs),
+        hidden_start=hidden_start,
+        trial_start=regroup(rollout.trial_start),
+        actions=regroup(rollout.actions),
+        log_probs=regroup(rollout.log_probs),
+        values=regroup(rollout.values),
+        advantages=regroup(rollout.advantages),
+        returns=regroup(rollout.returns),
+    )
+
+
+def evaluate_sequences(
+    policy: RecurrentActorCritic, batch: SequenceBatch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Replay stored sequences from their stored initial states.
+
+    The replay applies the stored ``trial_start`` resets through the same
+    :func:`agents.recurrent.reset_recurrent_state` as the rollout, so before any update the
+    log-probabilities and values equal the stored ones.
+
+    Returns:
+        ``(log_probs, values, entropy)``, each ``(sequence_length, num_sequences)``.
+    """
+    params, values, _ = policy.unroll(batch.obs, batch.hidden_start, batch.trial_start)
+    head = policy.head
+    return head.log_prob(params, batch.actions), values, head.entropy(params)
+
+
+def ppo_loss(
+    new_log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    new_values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    settings: PPOSettings,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Return the PPO loss and its parts (detached), all inputs of one shape."""
+    log_ratio = new_log_probs - old_log_probs
+    ratio = log_ratio.exp()
+    if settings.normalize_advantages and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    clipped = ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)
+    policy_loss = -torch.min(ratio * advantages, clipped * advantages).mean()
+    value_loss = 0.5 * (new_values - returns).pow(2).mean()
+    entropy_mean = entropy.mean()
+    loss = policy_loss + settings.vf_coef * value_loss - settings.ent_coef * entropy_mean
+    with torch.no_grad():
+        stats = {
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "entropy": entropy_mean.detach(),
+            # Unbiased KL estimator k3 (Schulman, "Approximating KL divergence", 2020).
+            "approx_kl": ((ratio - 1) - log_ratio).mean(),
+            "clip_fraction": ((ratio - 1).abs() > settings.clip_coef).float().mean(),
+        }
+    return loss, stats
+
+
+def ppo_update(
+    policy: RecurrentActorCritic,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    settings: PPOSettings,
+    generator: torch.Generator | None,
+) -> dict[str, torch.Tensor]:
+    """Run ``num_epochs`` passes of minibatch PPO over whole stored sequences.
+
+    Returns:
+        Mean of each loss statistic over all minibatches, plus ``explained_variance`` of the
+        rollout's values; scalar tensors left on the device.
+    """
+    batch = split_sequences(rollout, settings.sequence_length)
+    num_sequences = batch.obs.shape[1]
+    per_minibatch = settings.minibatch_size // settings.sequence_length
+    totals: dict[str, torch.Tensor] = {}
+    count = 0
+    for _ in range(settings.num_epochs):
+        order = torch.randperm(num_sequences, device=batch.obs.device, generator=generator)
+        for start in range(0, num_sequences, per_minibatch):
+            minibatch = batch.select(order[start:start + per_minibatch])
+            new_log_probs, new_values, entropy = evaluate_sequences(policy, minibatch)
+            loss, stats = ppo_loss(
+                new_log_probs, minibatch.log_probs, minibatch.advantages, new_values,
+                minibatch.returns, entropy, settings,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            count += 1
+    result = {key: value / count for key, value in totals.items()}
+    result["explained_variance"] = explained_variance(rollout.values, rollout.returns)
+    return result
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Return 1 - Var[target - predicted] / Var[target]; NaN when the target is constant."""
+    variance = target.var()
+    return 1 - (target - predicted).var() / variance

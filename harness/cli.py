@@ -1,0 +1,93 @@
+"""Command-line entry points behind ``scripts/train.py`` and ``scripts/evaluate.py``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+from harness.config import TrainConfig
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Parse the training flags, train, and print the meta-test table."""
+    from harness.evaluation import format_table
+    from harness.training import train
+
+    config = tyro.cli(TrainConfig, args=argv)
+    _configure_logging()
+    try:
+        result = train(config)
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if result.interrupted:
+        return 130
+    print()
+    print(format_table(result.evaluation))
+    print(f"\nRun folder: {result.run.path} (config.json, metrics.jsonl, checkpoints/, "
+          "model.pt, evaluation.json)")
+    return 0
+
+
+@dataclass
+class EvaluateConfig:
+    """Meta-test a saved run or model file on held-out tasks and write evaluation.json."""
+
+    path: Path
+    """A run folder (runs/<run-name>), or a model.pt or checkpoint file."""
+    eval_tasks: int | None = None
+    """Held-out tasks to meta-test on; default all of the meta-test split."""
+    eval_seed: int = 0
+    """Seed of the evaluation's env noise and action sampling."""
+    deterministic: bool = False
+    """Act with the most likely action instead of sampling."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    output: Path | None = None
+    """Where to write the JSON; default evaluation.json in the run folder, or beside the file."""
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """Evaluate a run folder or model file and print the table."""
+    from agents.rl2 import RL2
+    from harness.evaluation import evaluate, format_table
+    from harness.run import MODEL_FILE, RunDirectory, write_json_atomic
+
+    config = tyro.cli(EvaluateConfig, args=argv)
+    _configure_logging()
+    path = config.path
+    try:
+        if path.is_dir():
+            run = RunDirectory(path)
+            model = run.model_path if run.model_path.is_file() else run.checkpoint_path
+            output = config.output or run.evaluation_path
+        else:
+            model = path
+            output = config.output or path.with_name("evaluation.json")
+        if not model.is_file():
+            raise FileNotFoundError(
+                f"no {MODEL_FILE} or checkpoint found under {path}; pass a run folder or a file"
+            )
+        agent = RL2.load(model, device=config.device)
+        distribution = agent.distribution
+        if config.eval_tasks is not None and not 1 <= config.eval_tasks <= distribution.num_test_tasks:
+            raise ValueError(
+                f"--eval-tasks must lie in [1, {distribution.num_test_tasks}], got {config.eval_tasks}"
+            )
+        evaluation = evaluate(agent, "rl2", distribution, config.eval_tasks, config.eval_seed,
+                              config.deterministic)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_json_atomic(evaluation, output)
+    print(format_table(evaluation))
+    print(f"\nWrote {output}")
+    return 0

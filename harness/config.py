@@ -1,0 +1,123 @@
+"""Configuration of a training run, parsed from the command line by tyro."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.device import DEVICE_CHOICES
+from agents.registry import agent_entry
+from agents.rl2 import RL2Config
+from envs.registry import make_distribution
+from envs.tasks import TaskDistribution
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass
+class TrainConfig:
+    """Train a meta-RL agent on a task distribution, then meta-test it on held-out tasks.
+
+    The defaults train RL² on 5-armed Bernoulli bandits with 10 pulls per trial.
+    """
+
+    env: str = "bandit-k5-n10"
+    """Task distribution: a registered name such as bandit-k5-n10 or gaussian-bandit-k5-n10
+    (k arms, n pulls per trial), or package.module:factory for your own."""
+    agent: str = "rl2"
+    """Agent to train: rl2."""
+    total_timesteps: int = 4_000_000
+    """Training budget in env steps (pulls, for bandits), counted from the start of the run."""
+    seed: int = 0
+    """Seed of the run; split into independent streams for tasks, envs, init and sampling."""
+    device: str = "auto"
+    """auto (GPU when CUDA is available), cpu, or cuda (fails when CUDA is not available)."""
+    run_name: str | None = None
+    """Name of the run folder under runs_dir; default {agent}-{env}-seed{seed}."""
+    runs_dir: Path = Path("runs")
+    """Folder that holds the run folders."""
+    resume: bool = False
+    """Continue the run named by --run-name from its latest checkpoint."""
+    checkpoint_interval: int = 1_000_000
+    """Env steps between checkpoints; one is also written at the end and on Ctrl-C."""
+    eval_tasks: int | None = None
+    """Held-out tasks to meta-test on after training; default all of the meta-test split."""
+    eval_seed: int = 0
+    """Seed of the evaluation's env noise and action sampling, equal for every agent."""
+    eval_deterministic: bool = False
+    """Meta-test with the most likely action instead of sampling."""
+    track: bool = False
+    """Track the run with Weights & Biases (set WANDB_MODE=offline to work without network)."""
+    wandb_project: str = "adaptrl"
+    """W&B project."""
+    wandb_entity: str | None = None
+    """W&B entity (user or team); default is your W&B default entity."""
+    wandb_group: str | None = None
+    """W&B group, for example one per comparison."""
+    wandb_tags: tuple[str, ...] = ()
+    """W&B tags."""
+    progress: bool = True
+    """Show a progress bar."""
+    rl2: RL2Config = field(default_factory=RL2Config)
+    """Hyperparameters of the rl2 agent."""
+
+    def resolved_run_name(self) -> str:
+        return self.run_name or f"{self.agent}-{self.env.replace(':', '.')}-seed{self.seed}"
+
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.resolved_run_name()
+
+    def agent_config(self):
+        return getattr(self, self.agent)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["runs_dir"] = str(self.runs_dir)
+        data["wandb_tags"] = list(self.wandb_tags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys are {sorted(known)}")
+        data["rl2"] = RL2Config(**data.get("rl2", {}))
+        data["runs_dir"] = Path(data.get("runs_dir", "runs"))
+        data["wandb_tags"] = tuple(data.get("wandb_tags", ()))
+        return cls(**data)
+
+    def validate(self) -> TaskDistribution:
+        """Check every value before training starts; return the task distribution.
+
+        Raises:
+            ValueError: naming the invalid value and how to fix it.
+        """
+        agent_entry(self.agent)
+        distribution = make_distribution(self.env)
+        self.agent_config().validate()
+        for name in ("total_timesteps", "checkpoint_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("seed", "eval_seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be a non-negative integer, got {value!r}")
+        if self.device not in DEVICE_CHOICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"--device must be one of {DEVICE_CHOICES} or cuda:N, got {self.device!r}")
+        if self.eval_tasks is not None and not 1 <= self.eval_tasks <= distribution.num_test_tasks:
+            raise ValueError(
+                f"--eval-tasks must lie in [1, {distribution.num_test_tasks}] (the size of the "
+                f"meta-test split of {distribution.name}), got {self.eval_tasks}"
+            )
+        if not _RUN_NAME.fullmatch(self.resolved_run_name()):
+            raise ValueError(
+                f"invalid run name {self.resolved_run_name()!r}: use letters, digits, '.', '_' "
+                "and '-', starting with a letter or digit"
+            )
+        return distribution

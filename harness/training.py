@@ -1,0 +1,178 @@
+"""One training run end to end: checks, run folder, tracking, checkpoints, meta-test."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from agents.registry import make_agent
+from harness.config import TrainConfig
+from harness.evaluation import evaluate
+from harness.run import RunDirectory, software_versions
+from harness.tracking import Tracker, WandbSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        run: the run folder.
+        agent: the trained agent.
+        evaluation: the contents of ``evaluation.json``; None when training was interrupted.
+        interrupted: training stopped on Ctrl-C or SIGTERM after writing a checkpoint.
+    """
+
+    run: RunDirectory
+    agent: Any
+    evaluation: dict[str, Any] | None
+    interrupted: bool
+
+
+class _StopRequest:
+    """Turns the first SIGINT or SIGTERM into a request to stop at the next update boundary.
+
+    A second signal raises KeyboardInterrupt at once, as usual.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave the signal alone
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("stop requested (signal %d): finishing this update and writing a "
+                       "checkpoint; send it again to stop at once", signum)
+
+
+def resume_config(config: TrainConfig) -> TrainConfig:
+    """Return the saved config of the run to resume, with this invocation's overrides.
+
+    The saved run defines the agent, env, seed and hyperparameters; a resumed run may change
+    only the budget, device, tracking and progress display.
+    """
+    run = RunDirectory(config.run_dir())
+    run.prepare(resume=True)
+    saved = TrainConfig.from_dict(run.read_config()["train"])
+    for name in ("total_timesteps", "device", "track", "progress", "runs_dir", "run_name"):
+        setattr(saved, name, getattr(config, name))
+    saved.resume = True
+    return saved
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train, checkpoint and meta-test one agent as ``config`` says.
+
+    Every value is checked before anything is written. A run interrupted by Ctrl-C or
+    SIGTERM writes a checkpoint at the end of the current update; ``--resume`` continues it
+    with identical results to an uninterrupted run on CPU.
+    """
+    if config.resume:
+        config = resume_config(config)
+    distribution = config.validate()
+    run = RunDirectory(config.run_dir())
+    run.prepare(resume=config.resume)
+    agent = make_agent(config.agent, distribution, config.agent_config(), config.device,
+                       config.seed)
+    resolved = {
+        "train": config.to_dict(),
+        "distribution": distribution.config(),
+        "device": str(agent.device),
+        "versions": software_versions(),
+    }
+    if not config.resume:
+        run.write_config(resolved)
+
+    wandb = None
+    if config.track:
+        wandb = WandbSettings(project=config.wandb_project, entity=config.wandb_entity,
+                              group=config.wandb_group, tags=tuple(config.wandb_tags))
+    with Tracker(run.path, run.name, resolved, wandb=wandb, resume=config.resume) as tracker:
+        if config.resume:
+            agent.load_training_state(run.load_checkpoint(agent.device))
+            tracker.truncate_after(agent.num_timesteps)
+            logger.info("resumed %s at %d env steps", run.name, agent.num_timesteps)
+        interrupted = _learn(agent, config, run, tracker)
+        if interrupted:
+            print(f"Interrupted at {agent.num_timesteps} env steps; checkpoint saved. Continue "
+                  f"with: --resume --run-name {run.name} --runs-dir {config.runs_dir}")
+            return TrainResult(run, agent, None, True)
+
+        agent.save(run.model_path)
+        tracker.log_model(run.model_path, name=f"{run.name}-model")
+        evaluation = evaluate(agent, config.agent, distribution, config.eval_tasks,
+                              config.eval_seed, config.eval_deterministic)
+        run.write_evaluation(evaluation)
+        tracker.log_evaluation(evaluation)
+        tracker.log(_evaluation_metrics(evaluation), step=agent.num_timesteps)
+    return TrainResult(run, agent, evaluation, False)
+
+
+def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> bool:
+    """Run ``agent.learn`` with logging, checkpoints and a progress bar; True if interrupted."""
+    from tqdm.auto import tqdm
+
+    recent_returns: deque[float] = deque(maxlen=20)
+    next_checkpoint = (agent.num_timesteps // config.checkpoint_interval + 1) * config.checkpoint_interval
+    start = time.perf_counter()
+    start_steps = agent.num_timesteps
+    bar = tqdm(total=config.total_timesteps, initial=agent.num_timesteps, unit="step",
+               unit_scale=True, disable=not config.progress, dynamic_ncols=True)
+
+    def callback(agent, metrics: dict[str, float]) -> bool:
+        nonlocal next_checkpoint
+        steps = agent.num_timesteps
+        metrics["time/elapsed_seconds"] = time.perf_counter() - start
+        metrics["time/mean_steps_per_second"] = (steps - start_steps) / metrics["time/elapsed_seconds"]
+        tracker.log(metrics, step=steps)
+        trial_return = metrics.get("rollout/mean_trial_return", math.nan)
+        if math.isfinite(trial_return):
+            recent_returns.append(trial_return)
+        bar.update(steps - bar.n)
+        if recent_returns:
+            bar.set_postfix(trial_return=f"{sum(recent_returns) / len(recent_returns):.3f}")
+        if steps >= next_checkpoint or stop.requested or steps >= config.total_timesteps:
+            run.save_checkpoint(agent.training_state())
+            next_checkpoint = (steps // config.checkpoint_interval + 1) * config.checkpoint_interval
+        return not stop.requested
+
+    with _StopRequest() as stop:
+        try:
+            agent.learn(config.total_timesteps, callback=callback)
+        finally:
+            bar.close()
+    return stop.requested
+
+
+def _evaluation_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
+    metrics = {
+        "eval/mean_return": evaluation["mean_return"]["mean"],
+        "eval/mean_return_ci_low": evaluation["mean_return"]["ci_low"],
+        "eval/mean_return_ci_high": evaluation["mean_return"]["ci_high"],
+    }
+    for index, point in enumerate(evaluation["adaptation_curve"]):
+        metrics[f"eval/episode_return/{index}"] = point["mean"]
+    for name, reference in evaluation["references"].items():
+        metrics[f"eval/reference/{name}"] = reference["mean_return"]["mean"]
+    return metrics
