@@ -104,7 +104,7 @@ class RolloutCollector:
 
     @torch.no_grad()
     def collect(self, policy: RecurrentActorCritic, num_steps: int) -> tuple[Rollout, TrialStatistics]:
-        env, n, device = self.env, self.env.num_envs, self.env.device
+        env, device = self.env, self.env.device
         k = env.episodes_per_trial
         head = policy.head
         stats = TrialStatistics(

@@ -20,6 +20,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        set_default_permissions(fd)
         with os.fdopen(fd, "wb") as file:
             torch.save(obj, file)
             file.flush()
@@ -29,6 +30,13 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def set_default_permissions(fd: int) -> None:
+    """Give a file from ``mkstemp`` (mode 0600) the mode a plain ``open`` would give it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
 
 
 def load_file(path: str | os.PathLike, device: torch.device | str = "cpu") -> Any:

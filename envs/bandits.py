@@ -26,6 +26,10 @@ class BanditTask(Task):
 
     arm_means: tuple[float, ...]
 
+    def __post_init__(self):
+        # A list would make the task unhashable; store plain floats in a tuple.
+        object.__setattr__(self, "arm_means", tuple(float(m) for m in self.arm_means))
+
 
 def _check_bandit_args(num_arms: int, reward: str, reward_std: float) -> None:
     if int(num_arms) < 2:

@@ -94,8 +94,13 @@ class TrialWrapper(gym.Wrapper):
         low[-1], high[-1] = 0.0, 1.0
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self._task_rng = np.random.default_rng()
-        self._env_name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
         self._trial_step = 0
+
+    @property
+    def _env_name(self) -> str:
+        # Read when needed: gym.make attaches the spec after the wrapper is built.
+        spec = self.spec or self.env.spec
+        return spec.id if spec is not None else type(self.env.unwrapped).__name__
 
     @property
     def task(self) -> Task | None:

@@ -14,7 +14,9 @@ for _module in (_envs, _agents):
 from harness.config import TrainConfig  # noqa: E402
 from harness.evaluation import evaluate, format_table, summarize  # noqa: E402
 from harness.run import RunDirectory  # noqa: E402
+from harness.tracking import Tracker, WandbSettings  # noqa: E402
 from harness.training import TrainResult, train  # noqa: E402
 
-__all__ = ["RunDirectory", "TrainConfig", "TrainResult", "evaluate", "format_table", "summarize",
+__all__ = ["RunDirectory", "TrainConfig", "TrainResult", "Tracker", "WandbSettings", "evaluate",
+           "format_table", "summarize",
            "train"]

@@ -41,7 +41,7 @@ def train_main(argv: list[str] | None = None) -> int:
 class EvaluateConfig:
     """Meta-test a saved run or model file on held-out tasks and write evaluation.json."""
 
-    path: Path
+    path: tyro.conf.Positional[Path]
     """A run folder (runs/<run-name>), or a model.pt or checkpoint file."""
     eval_tasks: int | None = None
     """Held-out tasks to meta-test on; default all of the meta-test split."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.device import DEVICE_CHOICES
+from agents.device import resolve_device
 from agents.registry import agent_entry
 from agents.rl2 import RL2Config
 from envs.registry import make_distribution
@@ -108,8 +108,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be a non-negative integer, got {value!r}")
-        if self.device not in DEVICE_CHOICES and not self.device.startswith("cuda:"):
-            raise ValueError(f"--device must be one of {DEVICE_CHOICES} or cuda:N, got {self.device!r}")
+        resolve_device(self.device)
         if self.eval_tasks is not None and not 1 <= self.eval_tasks <= distribution.num_test_tasks:
             raise ValueError(
                 f"--eval-tasks must lie in [1, {distribution.num_test_tasks}] (the size of the "

@@ -13,7 +13,7 @@ import gymnasium
 import numpy as np
 import torch
 
-from agents.serialization import atomic_save, load_file
+from agents.serialization import atomic_save, load_file, set_default_permissions
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -27,6 +27,7 @@ def write_json_atomic(data: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        set_default_permissions(fd)
         with os.fdopen(fd, "w") as file:
             json.dump(data, file, indent=2, allow_nan=False, default=str)
             file.write("\n")

@@ -91,10 +91,10 @@ def train(config: TrainConfig) -> TrainResult:
     if config.resume:
         config = resume_config(config)
     distribution = config.validate()
-    run = RunDirectory(config.run_dir())
-    run.prepare(resume=config.resume)
     agent = make_agent(config.agent, distribution, config.agent_config(), config.device,
                        config.seed)
+    run = RunDirectory(config.run_dir())
+    run.prepare(resume=config.resume)
     resolved = {
         "train": config.to_dict(),
         "distribution": distribution.config(),
@@ -149,6 +149,7 @@ def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> b
         trial_return = metrics.get("rollout/mean_trial_return", math.nan)
         if math.isfinite(trial_return):
             recent_returns.append(trial_return)
+        bar.total = max(bar.total, steps)  # the last rollout may overshoot the budget
         bar.update(steps - bar.n)
         if recent_returns:
             bar.set_postfix(trial_return=f"{sum(recent_returns) / len(recent_returns):.3f}")

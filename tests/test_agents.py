@@ -1,0 +1,291 @@
+"""RL² internals: recurrent reset, GAE, the PPO replay, seeding, save/load and predict."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents import RL2, RL2Config, compute_gae, reset_recurrent_state, resolve_device
+from agents.gae import compute_gae as gae_function
+from agents.networks import RecurrentActorCritic
+from agents.ppo import PPOSettings, evaluate_sequences, ppo_loss, split_sequences
+from agents.seeding import SeedStreams
+from envs import make_distribution
+
+
+def small_distribution(name: str = "bandit-k3-n4"):
+    return make_distribution(name, num_train_tasks=500, num_test_tasks=100)
+
+
+def tiny_config(**overrides) -> RL2Config:
+    values = dict(num_envs=6, num_steps=8, minibatch_size=24, hidden_size=16, num_epochs=2)
+    values.update(overrides)
+    return RL2Config(**values)
+
+
+# --------------------------------------------------------------------------- recurrent reset
+
+
+def test_reset_zeroes_only_trial_starts():
+    state = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    out = reset_recurrent_state(state, torch.tensor([False, True, False]))
+    assert torch.equal(out, torch.tensor([[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]]))
+
+
+def test_reset_rejects_mask_of_wrong_shape():
+    with pytest.raises(ValueError, match=r"expected trial_start of shape \(3,\)"):
+        reset_recurrent_state(torch.ones(3, 2), torch.ones(2, dtype=torch.bool))
+
+
+# --------------------------------------------------------------------------- GAE
+
+
+def test_gae_hand_computed_with_all_boundary_kinds():
+    # One env, 5 steps, gamma = 0.9, lambda = 0.5.
+    # step 0: ordinary; step 1: trial terminates; step 2: ordinary (new trial);
+    # step 3: truncated, bootstraps from the final observation's value 10;
+    # step 4: rollout end, bootstraps from next_values[4] = 2.
+    gamma, lam = 0.9, 0.5
+    rewards = torch.tensor([[1.0], [2.0], [0.5], [1.0], [0.0]])
+    values = torch.tensor([[0.5], [1.0], [2.0], [3.0], [1.0]])
+    next_values = torch.tensor([[1.0], [99.0], [3.0], [10.0], [2.0]])
+    terminated = torch.tensor([[False], [True], [False], [False], [False]])
+    done = torch.tensor([[False], [True], [False], [True], [False]])
+    advantages, returns = compute_gae(rewards, values, next_values, terminated, done, gamma, lam)
+
+    delta4 = 0.0 + 0.9 * 2.0 - 1.0          # 0.8
+    delta3 = 1.0 + 0.9 * 10.0 - 3.0         # 7.0, truncation bootstraps
+    delta2 = 0.5 + 0.9 * 3.0 - 2.0          # 1.2
+    delta1 = 2.0 - 1.0                      # 1.0, termination: no bootstrap
+    delta0 = 1.0 + 0.9 * 1.0 - 0.5          # 1.4
+    a4 = delta4
+    a3 = delta3                             # done cuts the trace after step 3
+    a2 = delta2 + gamma * lam * a3          # 1.2 + 0.45 * 7.0 = 4.35
+    a1 = delta1                             # done cuts the trace after step 1
+    a0 = delta0 + gamma * lam * a1          # 1.4 + 0.45 * 1.0 = 1.85
+    expected = torch.tensor([[a0], [a1], [a2], [a3], [a4]])
+    assert torch.allclose(advantages, expected, atol=1e-6)
+    assert torch.allclose(returns, expected + values, atol=1e-6)
+
+
+def test_gae_matches_plain_loop_on_random_rollout():
+    generator = torch.Generator().manual_seed(3)
+    t, n, gamma, lam = 12, 4, 0.97, 0.9
+    rewards = torch.randn(t, n, generator=generator)
+    values = torch.randn(t, n, generator=generator)
+    next_values = torch.randn(t, n, generator=generator)
+    terminated = torch.rand(t, n, generator=generator) < 0.2
+    done = terminated | (torch.rand(t, n, generator=generator) < 0.2)
+    advantages, _ = gae_function(rewards, values, next_values, terminated, done, gamma, lam)
+    for env in range(n):
+        running = 0.0
+        for step in reversed(range(t)):
+            bootstrap = 0.0 if terminated[step, env] else gamma * float(next_values[step, env])
+            delta = float(rewards[step, env]) + bootstrap - float(values[step, env])
+            running = delta + (0.0 if done[step, env] else gamma * lam * running)
+            assert float(advantages[step, env]) == pytest.approx(running, abs=1e-5)
+
+
+def test_gae_rejects_mismatched_shapes():
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=r"expected values of shape \(3, 2\), got \(3, 1\)"):
+        compute_gae(x, torch.zeros(3, 1), x, x.bool(), x.bool(), 0.9, 0.9)
+
+
+# --------------------------------------------------------------------------- rollouts and replay
+
+
+def collect_one_rollout(agent: RL2):
+    collector = agent._ensure_collector()
+    rollout, _ = collector.collect(agent.policy, agent.config.num_steps)
+    rollout.advantages, rollout.returns = compute_gae(
+        rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
+        agent.config.gamma, agent.config.gae_lambda,
+    )
+    return rollout
+
+
+def test_hidden_state_zero_exactly_at_trial_starts():
+    # Trials of 4 pulls, rollouts of 7 steps: trials start mid-rollout.
+    agent = RL2(small_distribution(), tiny_config(num_steps=7, minibatch_size=21), "cpu", seed=1)
+    collect_one_rollout(agent)
+    rollout = collect_one_rollout(agent)
+    steps = torch.arange(7)[:, None] + 7  # global step index of the second rollout
+    expected_start = (steps % 4 == 0).expand(7, 6)
+    assert torch.equal(rollout.trial_start, expected_start)
+    flat_hidden = rollout.hidden_in.reshape(-1, 16)
+    reset = reset_recurrent_state(flat_hidden, rollout.trial_start.reshape(-1)).reshape(7, 6, 16)
+    assert torch.all(reset[rollout.trial_start] == 0)
+    # Inside a trial every step starts an inner episode (one pull each), and the state is kept.
+    carried = ~rollout.trial_start
+    assert torch.all(rollout.obs[..., -1][carried] == 1.0)
+    assert torch.all(reset[carried].abs().sum(-1) > 0)
+
+
+@pytest.mark.parametrize("sequence_length, minibatch_size", [(7, 7), (7, 21), (1, 3)])
+def test_replay_ratio_is_one_before_update(sequence_length, minibatch_size):
+    # 3 envs, 7-step rollouts, 4-pull trials: trials start mid-rollout and mid-sequence,
+    # and minibatches hold an odd number of steps.
+    config = tiny_config(num_envs=3, num_steps=7, sequence_length=sequence_length,
+                         minibatch_size=minibatch_size)
+    agent = RL2(small_distribution(), config, "cpu", seed=2)
+    collect_one_rollout(agent)
+    rollout = collect_one_rollout(agent)
+    batch = split_sequences(rollout, sequence_length)
+    order = torch.randperm(batch.obs.shape[1])
+    per_minibatch = minibatch_size // sequence_length
+    for start in range(0, batch.obs.shape[1], per_minibatch):
+        minibatch = batch.select(order[start:start + per_minibatch])
+        with torch.no_grad():
+            log_probs, values, _ = evaluate_sequences(agent.policy, minibatch)
+        ratio = (log_probs - minibatch.log_probs).exp()
+        assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-6, rtol=0)
+        assert torch.allclose(values, minibatch.values, atol=1e-6, rtol=0)
+
+
+def test_split_sequences_regroups_time_and_envs():
+    agent = RL2(small_distribution(), tiny_config(num_envs=2, num_steps=4, sequence_length=2,
+                                                  minibatch_size=4), "cpu", seed=0)
+    rollout = collect_one_rollout(agent)
+    batch = split_sequences(rollout, 2)
+    # Sequence b * N + n holds steps 2b, 2b + 1 of env n.
+    assert torch.equal(batch.rewards if hasattr(batch, "rewards") else batch.returns[:, 3],
+                       rollout.returns[2:4, 1])
+    assert torch.equal(batch.hidden_start[3], rollout.hidden_in[2, 1])
+
+
+def test_ppo_loss_clips_ratio():
+    settings = PPOSettings(num_epochs=1, minibatch_size=2, sequence_length=1, clip_coef=0.2,
+                           ent_coef=0.0, vf_coef=0.0, max_grad_norm=1.0, normalize_advantages=False)
+    old = torch.zeros(2)
+    new = torch.log(torch.tensor([1.5, 0.5]))
+    advantages = torch.tensor([1.0, -1.0])
+    loss, stats = ppo_loss(new, old, advantages, torch.zeros(2), torch.zeros(2), torch.zeros(2),
+                           settings)
+    # min(1.5 * 1, 1.2 * 1) = 1.2 and min(0.5 * -1, 0.8 * -1) = -0.8: loss = -(1.2 - 0.8) / 2.
+    assert float(loss) == pytest.approx(-0.2)
+    assert float(stats["clip_fraction"]) == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- seeding, files
+
+
+def test_seed_streams_are_distinct_and_reproducible():
+    first, second = SeedStreams.from_seed(7), SeedStreams.from_seed(7)
+    assert first == second
+    assert len({first.tasks, first.env, first.init, first.sampling}) == 4
+    assert SeedStreams.from_seed(8) != first
+
+
+def run_metrics(seed: int) -> list[dict[str, float]]:
+    agent = RL2(small_distribution(), tiny_config(), "cpu", seed=seed)
+    history: list[dict[str, float]] = []
+    agent.learn(3 * agent.config.rollout_size,
+                callback=lambda a, m: history.append({k: v for k, v in m.items()
+                                                      if not k.startswith("time/")}))
+    return history
+
+
+def test_same_seed_gives_identical_metrics():
+    first, second = run_metrics(5), run_metrics(5)
+    assert first == second
+    assert run_metrics(6) != first
+
+
+def test_save_load_gives_identical_predictions(tmp_path):
+    agent = RL2(small_distribution(), tiny_config(), "cpu", seed=3)
+    agent.learn(2 * agent.config.rollout_size)
+    path = agent.save(tmp_path / "model.pt")
+    loaded = RL2.load(path, device="cpu")
+    assert loaded.num_timesteps == agent.num_timesteps
+    obs = np.random.default_rng(0).normal(size=(5, agent.observation_dim)).astype(np.float32)
+    for original_state, loaded_state in [(None, None)]:
+        action_a, state_a = agent.predict(obs, original_state, deterministic=True)
+        action_b, state_b = loaded.predict(obs, loaded_state, deterministic=True)
+        assert np.array_equal(action_a, action_b)
+        assert np.array_equal(state_a, state_b)
+    returns_a = agent.meta_test(agent.distribution.meta_split().test[:20], seed=4)
+    returns_b = loaded.meta_test(loaded.distribution.meta_split().test[:20], seed=4)
+    assert np.array_equal(returns_a, returns_b)
+
+
+def test_load_rejects_other_files(tmp_path):
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not an RL² model file"):
+        RL2.load(tmp_path / "other.pt")
+
+
+def test_predict_resets_state_at_episode_start():
+    agent = RL2(small_distribution(), tiny_config(), "cpu", seed=0)
+    env = gym.make("adaptrl/Trials-v0", distribution="bandit-k3-n4")
+    obs, _ = env.reset(seed=0)
+    action, state = agent.predict(obs)
+    assert env.action_space.contains(int(action))
+    assert state.shape == (1, 16)
+    batch_obs = np.stack([obs, obs])
+    states = np.stack([state[0], state[0]])
+    _, fresh = agent.predict(batch_obs, states, episode_start=np.array([True, False]))
+    _, from_zero = agent.predict(obs[None], None)
+    assert np.allclose(fresh[0], from_zero[0])
+    assert not np.allclose(fresh[1], from_zero[0])
+
+
+def test_predict_rejects_wrong_state_shape():
+    agent = RL2(small_distribution(), tiny_config(), "cpu", seed=0)
+    obs = np.zeros(agent.observation_dim, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"expected state of shape \(1, 16\)"):
+        agent.predict(obs, np.zeros((1, 3)))
+
+
+def test_meta_test_returns_one_row_per_task():
+    agent = RL2(small_distribution(), tiny_config(), "cpu", seed=0)
+    tasks = agent.distribution.meta_split().test[:30]
+    returns = agent.meta_test(tasks, seed=1)
+    assert returns.shape == (30, 4)
+    assert set(np.unique(returns)) <= {0.0, 1.0}
+
+
+def test_network_gaussian_head_log_prob():
+    net = RecurrentActorCritic(3, gym.spaces.Box(-1.0, 1.0, shape=(2,)), hidden_size=8)
+    params = torch.tensor([[0.0, 1.0, 0.0, np.log(2.0)]])  # means (0, 1), stds (1, 2)
+    actions = torch.tensor([[1.0, 1.0]])
+    expected = (-0.5 - 0.5 * np.log(2 * np.pi)) + (-np.log(2.0) - 0.5 * np.log(2 * np.pi))
+    assert float(net.head.log_prob(params, actions)) == pytest.approx(expected, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"learning_rate": 0.0}, "learning_rate must be a positive finite number, got 0.0"),
+        ({"learning_rate": -1e-3}, "learning_rate must be a positive finite number"),
+        ({"minibatch_size": 7}, "minibatch_size 7 must divide the rollout of num_envs"),
+        ({"sequence_length": 3}, "sequence_length 3 must be a positive divisor of num_steps 8"),
+        ({"num_envs": 0}, "num_envs must be a positive integer, got 0"),
+        ({"gamma": 1.5}, r"gamma must lie in \[0, 1\], got 1.5"),
+    ],
+)
+def test_config_rejects_bad_values(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        RL2(small_distribution(), tiny_config(**overrides), "cpu")
+
+
+def test_learn_rejects_non_positive_budget():
+    agent = RL2(small_distribution(), tiny_config(), "cpu")
+    with pytest.raises(ValueError, match="total_timesteps must be a positive integer, got 0"):
+        agent.learn(0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_cuda_request_without_cuda_is_an_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_unknown_device_lists_choices():
+    with pytest.raises(ValueError, match=r"unknown device 'tpu'; expected one of \('auto'"):
+        resolve_device("tpu")

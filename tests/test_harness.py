@@ -1,0 +1,239 @@
+"""Runs end to end: run folder, metrics, evaluation, resume after interruption, W&B, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from wandb_files import config_of, history_rows, records_of, summary_of
+
+from agents import RL2Config
+from harness import TrainConfig, train
+from harness.cli import evaluate_main, train_main
+from harness.evaluation import summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_FLAGS = [
+    "--rl2.num-envs", "8", "--rl2.num-steps", "10", "--rl2.minibatch-size", "40",
+    "--rl2.hidden-size", "16", "--eval-tasks", "200", "--no-progress",
+]
+
+
+def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
+    values = dict(
+        total_timesteps=800,
+        runs_dir=tmp_path / "runs",
+        run_name="tiny",
+        checkpoint_interval=160,
+        eval_tasks=200,
+        progress=False,
+        rl2=RL2Config(num_envs=8, num_steps=10, minibatch_size=40, hidden_size=16),
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def read_metrics(path: Path, drop_time: bool = True) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    if drop_time:
+        rows = [{k: v for k, v in row.items() if k != "time" and not k.startswith("time/")}
+                for row in rows]
+    return rows
+
+
+def run_script(args: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            **kwargs)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def test_train_writes_run_folder(tmp_path):
+    result = train(tiny_config(tmp_path))
+    run = result.run.path
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints", "config.json", "evaluation.json", "metrics.jsonl", "model.pt"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["total_timesteps"] == 800
+    assert config["train"]["rl2"]["hidden_size"] == 16
+    assert config["distribution"]["num_arms"] == 5
+    assert "torch" in config["versions"]
+
+    rows = read_metrics(run / "metrics.jsonl", drop_time=False)
+    assert [row["step"] for row in rows[:-1]] == list(range(80, 801, 80))
+    for row in rows:
+        keys = set(row) - {"step", "time"}
+        assert all(key.split("/")[0] in {"rollout", "train", "eval", "time"} for key in keys)
+    for key in ("train/approx_kl", "train/clip_fraction", "train/entropy",
+                "train/explained_variance", "time/steps_per_second",
+                "rollout/mean_trial_return", "rollout/episode_return/9"):
+        assert key in rows[0], key
+    assert rows[-1]["eval/mean_return"] == result.evaluation["mean_return"]["mean"]
+
+
+def test_evaluation_json_contents(tmp_path):
+    result = train(tiny_config(tmp_path))
+    evaluation = json.loads(result.run.evaluation_path.read_text())
+    assert evaluation["agent"] == "rl2"
+    assert evaluation["env"] == "bandit-k5-n10"
+    assert evaluation["split"] == "meta-test"
+    assert evaluation["num_tasks"] == 200
+    assert len(evaluation["adaptation_curve"]) == 10
+    mean = evaluation["mean_return"]
+    assert mean["ci_low"] < mean["mean"] < mean["ci_high"]
+    curve_total = sum(point["mean"] for point in evaluation["adaptation_curve"])
+    assert curve_total == pytest.approx(mean["mean"])
+    assert set(evaluation["references"]) == {"random", "ucb1", "thompson", "gittins",
+                                             "bayes-optimal"}
+    exact = evaluation["references"]["bayes-optimal"]["exact_value"]
+    assert exact == pytest.approx(6.660, abs=5e-4)
+
+
+def test_summarize_hand_values():
+    stats = summarize([1.0, 2.0, 3.0, 4.0])
+    # std with ddof=1 is sqrt(5/3) = 1.2910; half width 1.96 * 1.2910 / 2 = 1.2652.
+    assert stats["mean"] == 2.5
+    assert stats["ci_high"] - 2.5 == pytest.approx(1.959964 * (5 / 3) ** 0.5 / 2, rel=1e-6)
+
+
+def test_evaluate_script_reproduces_evaluation(tmp_path):
+    result = train(tiny_config(tmp_path))
+    output = tmp_path / "again.json"
+    code = evaluate_main([str(result.run.path), "--eval-tasks", "200", "--device", "cpu",
+                          "--output", str(output)])
+    assert code == 0
+    again = json.loads(output.read_text())
+    assert again["mean_return"] == result.evaluation["mean_return"]
+    assert again["references"] == result.evaluation["references"]
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def uninterrupted_reference(tmp_path: Path, total: int) -> Path:
+    process = run_script(["--total-timesteps", str(total), "--runs-dir", str(tmp_path / "a"),
+                          "--run-name", "ref", "--checkpoint-interval", "400", *TINY_FLAGS])
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    return tmp_path / "a" / "ref"
+
+
+def wait_for_checkpoint(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def assert_same_run(reference: Path, resumed: Path) -> None:
+    assert read_metrics(resumed / "metrics.jsonl") == read_metrics(reference / "metrics.jsonl")
+    a = torch.load(reference / "model.pt", weights_only=False)["policy"]
+    b = torch.load(resumed / "model.pt", weights_only=False)["policy"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, sig):
+    total = 8000
+    reference = uninterrupted_reference(tmp_path, total)
+    flags = ["--total-timesteps", str(total), "--runs-dir", str(tmp_path / "b"),
+             "--run-name", "cut", "--checkpoint-interval", "400", *TINY_FLAGS]
+    process = run_script(flags)
+    run = tmp_path / "b" / "cut"
+    wait_for_checkpoint(run / "checkpoints" / "latest.pt", process)
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert process.returncode == 130, output
+        assert "--resume --run-name cut" in output
+    assert not (run / "model.pt").exists(), "the run finished before the signal arrived"
+
+    resumed = run_script([*flags, "--resume"])
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert_same_run(reference, run)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, capsys):
+    code = train_main(["--resume", "--runs-dir", str(tmp_path), "--run-name", "missing"])
+    assert code == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_existing_run_needs_resume(tmp_path):
+    train(tiny_config(tmp_path))
+    with pytest.raises(FileExistsError, match="Pass --resume to continue it"):
+        train(tiny_config(tmp_path))
+
+
+# --------------------------------------------------------------------------- W&B
+
+
+def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    result = train(tiny_config(tmp_path, track=True, wandb_group="tests"))
+    (offline_dir,) = (result.run.path / "wandb").glob("offline-run-*")
+    records = records_of(offline_dir)
+
+    config = config_of(records)
+    assert config["train"]["total_timesteps"] == 800
+    assert config["train"]["wandb_group"] == "tests"
+    history = history_rows(records)
+    steps = [row["global_step"] for row in history if "train/entropy" in row]
+    assert steps == list(range(80, 801, 80))
+    local = read_metrics(result.run.path / "metrics.jsonl")
+    first = next(row for row in history if "train/entropy" in row)
+    assert first["train/entropy"] == pytest.approx(local[0]["train/entropy"])
+    summary = summary_of(records)
+    assert summary["eval/meta-test/mean_return"] == pytest.approx(
+        result.evaluation["mean_return"]["mean"])
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--agent", "dqn"], "unknown agent 'dqn'; choose one of: rl2"),
+        (["--env", "cartpole"], "unknown environment 'cartpole'.*bandit-k5-n10"),
+        (["--env", "bandit-k1-n10"], r"at least 2 arms \(k >= 2\), got k=1"),
+        (["--env", "bandit-k5-n0"], r"at least one pull \(n >= 1\), got n=0"),
+        (["--env", "no_such_module:make"], "cannot import module 'no_such_module'"),
+        (["--env", "a:b:c"], "malformed custom environment path 'a:b:c'"),
+        (["--rl2.learning-rate", "0"], "learning_rate must be a positive finite number"),
+        (["--rl2.minibatch-size", "7"], "minibatch_size 7 must divide the rollout"),
+        (["--total-timesteps", "0"], "--total-timesteps must be a positive integer"),
+        (["--eval-tasks", "20000"], r"--eval-tasks must lie in \[1, 10000\]"),
+    ],
+)
+def test_bad_input_is_rejected_before_training(tmp_path, capsys, flags, message):
+    code = train_main(["--runs-dir", str(tmp_path / "runs"), "--no-progress", *flags])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ")
+    assert re.search(message, error, re.DOTALL), error
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_cuda_without_cuda_fails_before_run_folder(tmp_path, capsys):
+    code = train_main(["--device", "cuda", "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert code == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
