@@ -104,9 +104,8 @@ class RolloutCollector:
 
     @torch.no_grad()
     def collect(self, policy: RecurrentActorCritic, num_steps: int) -> tuple[Rollout, TrialStatistics]:
-        env, device = self.env, self.env.device
-        k = env.episodes_per_trial
-        head = policy.head
+        device = self.env.device
+        k = self.env.episodes_per_trial
         stats = TrialStatistics(
             trial_return_sum=torch.zeros((), device=device),
             trial_count=torch.zeros((), device=device),
@@ -114,26 +113,15 @@ class RolloutCollector:
             episode_count=torch.zeros(k, device=device),
         )
         steps = []
-        for _ in range(num_steps):
-            hidden_in = self.hidden
-            task_index = env.task_index
-            hidden = reset_recurrent_state(hidden_in, self.trial_start)
-            params, value, self.hidden = policy.step(self.obs, hidden)
-            action = head.sample(params, self.generator)
-            log_prob = head.log_prob(params, action)
-            result = env.step(action)
-
-            # With a possible truncation, the bootstrap needs V of the real final observation,
-            # from the state before any reset; trials of fixed length never need this pass.
-            next_value = torch.zeros_like(value)
-            if getattr(env, "may_truncate", False):
-                next_value = policy.step(result.final_obs, self.hidden)[1]
-
-            steps.append((self.obs, hidden_in, self.trial_start, action, log_prob, value,
-                          next_value, task_index, result))
-            self._accumulate(stats, result)
-            self.obs = result.obs
-            self.trial_start = result.terminated | result.truncated
+        try:
+            for _ in range(num_steps):
+                self._step(policy, steps, stats)
+        except RuntimeError:
+            # A non-finite observation makes the policy's sampling fail before the rollout
+            # ends; name the env, task and step behind it if that is the cause.
+            if steps:
+                self._check_finite(self._stack(steps, torch.zeros_like(steps[0][5])))
+            raise
 
         last_value = policy.step(self.obs, reset_recurrent_state(self.hidden, self.trial_start))[1]
         rollout = self._stack(steps, last_value)
@@ -152,6 +140,29 @@ class RolloutCollector:
             f"{t} of the rollout on task {task}: reward={float(rollout.rewards[t, i])}, "
             f"observation={rollout.obs[t, i].tolist()}. Check the environment's dynamics."
         )
+
+    def _step(self, policy: RecurrentActorCritic, steps: list, stats: TrialStatistics) -> None:
+        """Advance every env one step and append the step's record to ``steps``."""
+        env, head = self.env, policy.head
+        hidden_in = self.hidden
+        task_index = env.task_index
+        hidden = reset_recurrent_state(hidden_in, self.trial_start)
+        params, value, self.hidden = policy.step(self.obs, hidden)
+        action = head.sample(params, self.generator)
+        log_prob = head.log_prob(params, action)
+        result = env.step(action)
+
+        # With a possible truncation, the bootstrap needs V of the real final observation,
+        # from the state before any reset; trials of fixed length never need this pass.
+        next_value = torch.zeros_like(value)
+        if getattr(env, "may_truncate", False):
+            next_value = policy.step(result.final_obs, self.hidden)[1]
+
+        steps.append((self.obs, hidden_in, self.trial_start, action, log_prob, value,
+                      next_value, task_index, result))
+        self._accumulate(stats, result)
+        self.obs = result.obs
+        self.trial_start = result.terminated | result.truncated
 
     def _accumulate(self, stats: TrialStatistics, result) -> None:
         done = result.terminated | result.truncated

@@ -29,7 +29,7 @@ class TrainConfig:
     (k arms, n pulls per trial), or package.module:factory for your own."""
     agent: str = "rl2"
     """Agent to train: rl2."""
-    total_timesteps: int = 4_000_000
+    total_timesteps: int = 5_000_000
     """Training budget in env steps (pulls, for bandits), counted from the start of the run."""
     seed: int = 0
     """Seed of the run; split into independent streams for tasks, envs, init and sampling."""

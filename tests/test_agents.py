@@ -12,7 +12,7 @@ from agents.gae import compute_gae as gae_function
 from agents.networks import RecurrentActorCritic
 from agents.ppo import PPOSettings, evaluate_sequences, ppo_loss, split_sequences
 from agents.seeding import SeedStreams
-from envs import make_distribution
+from envs import BanditDistribution, BatchedBanditEnv, NonFiniteError, make_distribution
 
 
 def small_distribution(name: str = "bandit-k3-n4"):
@@ -289,3 +289,30 @@ def test_cuda_request_without_cuda_is_an_error():
 def test_unknown_device_lists_choices():
     with pytest.raises(ValueError, match=r"unknown device 'tpu'; expected one of \('auto'"):
         resolve_device("tpu")
+
+
+class _NaNBanditEnv(BatchedBanditEnv):
+    """Pays NaN to env 1 from its third step on."""
+
+    steps = 0
+
+    def step(self, actions, noise=None):
+        obs, rewards, terminated, truncated = super().step(actions, noise)
+        self.steps += 1
+        if self.steps >= 3:
+            rewards = rewards.clone()
+            rewards[1] = float("nan")
+        return obs, rewards, terminated, truncated
+
+
+class _NaNBandits(BanditDistribution):
+    def make_batched_env(self, num_envs, device="cpu", generator=None):
+        return _NaNBanditEnv(num_envs, self.num_arms, device=device, generator=generator)
+
+
+def test_nan_reward_in_batched_env_names_env_task_and_step():
+    distribution = _NaNBandits(3, 4, num_train_tasks=50, num_test_tasks=10)
+    agent = RL2(distribution, tiny_config(), "cpu", seed=0)
+    with pytest.raises(NonFiniteError, match=r"bandit-k3-n4 .* in env 1 at step 2 .* on task "
+                                             r"BanditTask\(arm_means="):
+        agent.learn(agent.config.rollout_size)

@@ -1,0 +1,270 @@
+"""The benchmark's measurement functions, ratios, checks and JSON output, on tiny settings.
+
+These runs are seconds long and check the machinery only; the benchmark's figures come from
+running ``scripts/benchmark.py`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from agents import RL2Config
+from envs import make_distribution
+from harness.benchmark import (
+    STOP_CAP,
+    STOP_TARGETS,
+    EvalSettings,
+    PeerConfig,
+    TargetOutcome,
+    TrainingClock,
+    benchmark_main,
+    format_report,
+    measure_peer_throughput,
+    measure_rl2_throughput,
+    time_peer_to_targets,
+    time_rl2_to_targets,
+    time_to_target_ratio,
+)
+
+pytest.importorskip("sb3_contrib")
+
+TINY_RL2 = RL2Config(num_envs=8, num_steps=10, minibatch_size=40, hidden_size=16)
+TINY_PEER = PeerConfig(num_envs=4, n_steps=16, batch_size=64, n_epochs=1, device="cpu")
+TINY_FLAGS = [
+    "--no-progress", "--eval-tasks", "100", "--eval-interval-seconds", "0",
+    "--rl2-throughput-updates", "2", "--peer-throughput-updates", "2",
+    "--rl2.num-envs", "8", "--rl2.num-steps", "10", "--rl2.minibatch-size", "40",
+    "--rl2.hidden-size", "16",
+    "--peer.num-envs", "4", "--peer.n-steps", "16", "--peer.batch-size", "64",
+    "--peer.n-epochs", "1", "--peer.device", "cpu",
+]
+UNREACHABLE = 11.0  # a trial of 10 Bernoulli pulls returns at most 10
+CAP_SECONDS = 3.0
+
+
+@pytest.fixture(scope="module")
+def distribution():
+    return make_distribution("bandit-k5-n10")
+
+
+def eval_settings(distribution, cap_seconds: float = CAP_SECONDS) -> EvalSettings:
+    return EvalSettings(distribution.meta_split().test[:100], seed=0, deterministic=False,
+                        interval_seconds=0.0, cap_seconds=cap_seconds)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--cap-minutes", "0"], "--cap-minutes must be a positive number of minutes, got 0.0"),
+        (["--cap-minutes", "-1.5"], "--cap-minutes must be a positive number of minutes, got -1.5"),
+        (["--cap-minutes", "nan"], "--cap-minutes must be a positive number of minutes, got nan"),
+        (["--eval-tasks", "0"], "--eval-tasks must lie in [1, 10000]"),
+        (["--eval-tasks", "10001"], "got 10001"),
+        (["--eval-interval-seconds", "-1"], "--eval-interval-seconds must be a non-negative"),
+        (["--warmup-updates", "-1"], "--warmup-updates must be a non-negative integer, got -1"),
+        (["--rl2-throughput-updates", "0"], "--rl2-throughput-updates must be a positive integer"),
+        (["--num-envs-list", "256", "0"], "--num-envs-list values must be positive integers, got 0"),
+        (["--num-envs-list", "250"], "minibatch_size"),
+        (["--peer.num-envs", "0"], "--peer.num-envs must be a positive integer, got 0"),
+        (["--rl2-targets", "inf"], "targets must be finite mean trial returns, got inf"),
+        (["--torch-threads", "0"], "--torch-threads must be a positive integer, got 0"),
+    ],
+)
+def test_invalid_value_rejected(flags, message, capsys):
+    assert benchmark_main(flags) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_missing_rejected(capsys):
+    assert benchmark_main(["--device", "cuda", "--num-envs-list", "256", "1024", "4096"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda was requested but CUDA is not available here" in err
+    assert "Use --device cpu" in err
+
+
+def test_unknown_option_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_main(["--no-such-option", "3"])
+    assert exit_info.value.code == 2
+    assert "--no-such-option" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def test_rl2_throughput_counts_timed_steps(distribution):
+    result = measure_rl2_throughput(distribution, TINY_RL2, "cpu", seed=0, warmup_updates=1,
+                                    timed_updates=3)
+    assert result.warmup_steps == 80
+    assert result.env_steps == 240
+    assert result.num_envs == 8
+    assert result.device == "cpu"
+    assert result.seconds > 0
+    assert result.steps_per_second == pytest.approx(240 / result.seconds)
+
+
+def test_peer_throughput_counts_timed_steps(distribution):
+    result = measure_peer_throughput(distribution, TINY_PEER, seed=0, warmup_updates=1,
+                                     timed_updates=3)
+    assert result.warmup_steps == 64
+    assert result.env_steps == 192
+    assert result.num_envs == 4
+    assert result.seconds > 0
+
+
+# ----------------------------------------------------------------------- time to target
+
+
+@pytest.fixture(scope="module")
+def rl2_run(distribution):
+    return time_rl2_to_targets(distribution, TINY_RL2, "cpu", seed=0, total_timesteps=10**7,
+                               targets=(0.0, UNREACHABLE), settings=eval_settings(distribution))
+
+
+@pytest.fixture(scope="module")
+def peer_run(distribution):
+    return time_peer_to_targets(distribution, TINY_PEER, seed=0, total_timesteps=10**7,
+                                targets=(UNREACHABLE,), settings=eval_settings(distribution))
+
+
+def test_rl2_run_reaches_target_then_caps(rl2_run):
+    reached = rl2_run.outcome(0.0)
+    missed = rl2_run.outcome(UNREACHABLE)
+    assert reached.reached
+    assert reached.env_steps == 80  # evaluated after the first update, with no interval
+    assert 0 < reached.training_seconds < CAP_SECONDS
+    assert not missed.reached
+    assert missed.capped
+    assert missed.training_seconds == CAP_SECONDS
+    assert rl2_run.stop_reason == STOP_CAP
+    assert rl2_run.training_seconds >= CAP_SECONDS
+
+
+def test_peer_run_unreachable_target_caps(peer_run):
+    outcome = peer_run.outcome(UNREACHABLE)
+    assert not outcome.reached
+    assert outcome.capped
+    assert outcome.training_seconds == CAP_SECONDS
+    assert peer_run.stop_reason == STOP_CAP
+    assert peer_run.evaluations, "the peer should be evaluated after each update"
+    returns = [point.mean_return for point in peer_run.evaluations]
+    assert all(0.0 <= value <= 10.0 for value in returns)
+    assert [point.env_steps for point in peer_run.evaluations][:2] == [64, 128]
+
+
+def test_clock_excludes_paused_time():
+    clock = TrainingClock()
+    with clock.paused():
+        time.sleep(0.3)
+    assert clock.paused_seconds >= 0.3
+    assert clock.seconds() < 0.1
+
+
+def test_runs_report_evaluation_time(rl2_run, peer_run):
+    for run in (rl2_run, peer_run):
+        assert run.eval_seconds > 0
+        assert len(run.evaluations) >= 2
+
+
+def test_rl2_run_stops_when_targets_reached(distribution):
+    run = time_rl2_to_targets(distribution, TINY_RL2, "cpu", seed=0, total_timesteps=10**7,
+                              targets=(0.0,), settings=eval_settings(distribution, cap_seconds=60))
+    assert run.stop_reason == STOP_TARGETS
+    assert run.env_steps == 80
+
+
+def test_peer_evaluation_repeats_with_same_seed(distribution):
+    from harness.benchmark import PeerEvaluator, make_peer
+
+    model = make_peer(distribution, TINY_PEER, seed=0)
+    evaluator = PeerEvaluator(distribution, distribution.meta_split().test[:50], seed=3)
+    first = evaluator.run(model, deterministic=False)
+    second = evaluator.run(model, deterministic=False)
+    assert first.shape == (50, 10)
+    np.testing.assert_array_equal(first, second)
+    assert set(np.unique(first)) <= {0.0, 1.0}
+
+
+# ----------------------------------------------------------------------------- ratios
+
+
+def test_ratio_with_capped_peer_is_lower_bound(rl2_run, peer_run):
+    rl2 = rl2_run.outcome(0.0)
+    ratio = time_to_target_ratio(rl2, peer_run.outcome(UNREACHABLE))
+    assert ratio.lower_bound
+    assert ratio.value == pytest.approx(CAP_SECONDS / rl2.training_seconds)
+    assert "lower bound" in ratio.note
+
+
+def test_ratio_when_both_reach_is_exact():
+    ratio = time_to_target_ratio(TargetOutcome(6.0, True, 20.0, 1000),
+                                 TargetOutcome(6.0, True, 300.0, 5000))
+    assert ratio.value == pytest.approx(15.0)
+    assert not ratio.lower_bound
+
+
+def test_ratio_undefined_when_rl2_misses():
+    ratio = time_to_target_ratio(TargetOutcome(6.0, False, 900.0, 10**6, capped=True),
+                                 TargetOutcome(6.0, False, 900.0, 5000, capped=True))
+    assert ratio.value is None
+    assert "did not reach 6.0" in ratio.note
+
+
+# --------------------------------------------------------------------------- full output
+
+
+def test_json_output_has_ratios(capsys):
+    # Target 0 is met at the first evaluation, so the peer stops after one update; RL² goes on
+    # to the cap for the unreachable target.
+    flags = TINY_FLAGS + ["--json", "--cap-minutes", str(CAP_SECONDS / 60), "--compare-target", "0",
+                          "--rl2-targets", str(UNREACHABLE)]
+    assert benchmark_main(flags) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("throughput_ratio", "time_to_target_ratio", "time_to_target_ratio_is_lower_bound",
+                "throughput", "time_to_target", "machine", "seeds", "evaluation", "config"):
+        assert key in report
+    assert report["throughput_ratio"] > 0
+    assert report["time_to_target_ratio"] > 0
+    assert report["time_to_target_ratio_is_lower_bound"] is False
+    rl2_targets = report["time_to_target"]["adaptrl_rl2"]["targets"]
+    assert [t["target"] for t in rl2_targets] == [0.0, UNREACHABLE]
+    assert [t["reached"] for t in rl2_targets] == [True, False]
+    assert report["time_to_target"]["recurrent_ppo"]["targets"][0]["reached"]
+    assert report["machine"]["torch_threads"] >= 1
+    assert report["seeds"] == {"training": 0, "eval": 0, "meta_split": 0}
+
+    report["time_to_target_ratio_is_lower_bound"] = True
+    table = format_report(report)
+    assert f">= {report['time_to_target_ratio']:.1f}" in table
+    assert "The clock stops while evaluating" in table
+
+
+def test_skip_peer_and_throughput_only(capsys):
+    flags = TINY_FLAGS + ["--json", "--skip-peer", "--throughput-only"]
+    assert benchmark_main(flags) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["throughput_ratio"] is None
+    assert report["time_to_target_ratio"] is None
+    assert report["throughput"]["recurrent_ppo"] is None
+    assert report["time_to_target"]["adaptrl_rl2"] is None
+
+
+def test_num_envs_list_measures_rl2_alone(capsys):
+    flags = TINY_FLAGS + ["--num-envs-list", "8", "16"]
+    assert benchmark_main(flags) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("AdaptRL RL²")]
+    assert len(rows) == 2
+    assert "RecurrentPPO" not in "\n".join(rows)
+    assert "Time to target" not in table
