@@ -313,7 +313,7 @@ class RL2:
         Args:
             tasks: held-out tasks.
             seed: seed of the environment noise and action sampling, so that every agent
-                evaluated with the same seed sees the same tasks in the same order.
+                evaluated with the same seed gets the same noise in the same order.
             deterministic: act greedily instead of sampling.
             batch_size: tasks stepped at once.
 

@@ -152,8 +152,8 @@ class RolloutCollector:
         log_prob = head.log_prob(params, action)
         result = env.step(action)
 
-        # With a possible truncation, the bootstrap needs V of the real final observation,
-        # from the state before any reset; trials of fixed length never need this pass.
+        # A truncated trial bootstraps from V of its real final observation, computed from the
+        # state before any reset. Trials of fixed length never truncate, so they skip this pass.
         next_value = torch.zeros_like(value)
         if getattr(env, "may_truncate", False):
             next_value = policy.step(result.final_obs, self.hidden)[1]

@@ -14,7 +14,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` with ``torch.save`` to a temporary file, fsync it, then rename it into place.
 
     ``os.replace`` is atomic on POSIX and Windows when both paths are on one file system, which
-    holds because the temporary file is created in the destination folder.
+    is the case here because the temporary file is created in the destination folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ class EvaluateConfig:
     device: str = "auto"
     """auto, cpu or cuda."""
     output: Path | None = None
-    """Where to write the JSON; default evaluation.json in the run folder, or beside the file."""
+    """Output path of the JSON; default evaluation.json in the run folder, or beside the file."""
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,7 @@ class TrainConfig:
     run_name: str | None = None
     """Name of the run folder under runs_dir; default {agent}-{env}-seed{seed}."""
     runs_dir: Path = Path("runs")
-    """Folder that holds the run folders."""
+    """Folder that contains the run folders."""
     resume: bool = False
     """Continue the run named by --run-name from its latest checkpoint."""
     checkpoint_interval: int = 1_000_000

@@ -87,7 +87,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Meta-test ``agent`` on the first ``num_tasks`` held-out tasks; return ``evaluation.json``.
 
-    Every agent and reference evaluated with the same ``seed`` and ``num_tasks`` sees the
+    Every agent and reference evaluated with the same ``seed`` and ``num_tasks`` gets the
     same tasks, drawn from the distribution's fixed meta-test split.
     """
     tasks = distribution.meta_split().test

@@ -89,7 +89,7 @@ class RunDirectory:
             return
         if self.has_checkpoint() or (self.path / CONFIG_FILE).exists():
             raise FileExistsError(
-                f"run folder {self.path} already holds a run. Pass --resume to continue it, or "
+                f"run folder {self.path} already contains a run. Pass --resume to continue it, or "
                 "choose another --run-name."
             )
         self.path.mkdir(parents=True, exist_ok=True)

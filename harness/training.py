@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns.
+    """Result of :func:`train`.
 
     Attributes:
         run: the run folder.
@@ -82,7 +82,7 @@ def resume_config(config: TrainConfig) -> TrainConfig:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train, checkpoint and meta-test one agent as ``config`` says.
+    """Train, checkpoint and meta-test one agent as ``config`` specifies.
 
     Every value is checked before anything is written. A run interrupted by Ctrl-C or
     SIGTERM writes a checkpoint at the end of the current update; ``--resume`` continues it
