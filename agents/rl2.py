@@ -62,6 +62,10 @@ class RL2Config:
     optimizes the undiscounted trial return, which is what meta-test reports."""
     gae_lambda: float = 0.95
     """GAE lambda."""
+    reward_scale: float = 1.0
+    """Factor applied to rewards before GAE and the value loss (metrics report raw rewards).
+    Long trials have returns in the tens; scaling them near 1 keeps the value loss from
+    dominating the shared GRU's gradient after norm clipping."""
     clip_coef: float = 0.2
     """PPO ratio clipping range."""
     ent_coef: float = 0.01
@@ -86,7 +90,7 @@ class RL2Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("learning_rate", "clip_coef", "max_grad_norm"):
+        for name in ("learning_rate", "clip_coef", "max_grad_norm", "reward_scale"):
             value = getattr(self, name)
             if not value > 0 or not np.isfinite(value):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -209,7 +213,7 @@ class RL2:
             start = time.perf_counter()
             rollout, trial_stats = collector.collect(self.policy, self.config.num_steps)
             rollout.advantages, rollout.returns = compute_gae(
-                rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+                rollout.rewards * self.config.reward_scale, rollout.values, rollout.next_values, rollout.terminated,
                 rollout.done, self.config.gamma, self.config.gae_lambda,
             )
             collected = time.perf_counter()

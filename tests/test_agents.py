@@ -267,6 +267,7 @@ def test_network_gaussian_head_log_prob():
         ({"sequence_length": 3}, "sequence_length 3 must be a positive divisor of num_steps 8"),
         ({"num_envs": 0}, "num_envs must be a positive integer, got 0"),
         ({"gamma": 1.5}, r"gamma must lie in \[0, 1\], got 1.5"),
+        ({"reward_scale": 0.0}, "reward_scale must be a positive finite number, got 0.0"),
     ],
 )
 def test_config_rejects_bad_values(overrides, message):
