@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ from envs.tasks import Task, TaskDistribution
 from envs.trial import TrialWrapper
 from harness.config import TrainConfig
 from harness.evaluation import summarize
-from harness.run import software_versions
+from harness.run import software_versions, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ ENV_NAME = "bandit-k5-n10"
 RL2_NAME = "AdaptRL RL²"
 PEER_NAME = "sb3-contrib RecurrentPPO"
 
-# Why a time-to-target run stopped.
+# Stop reasons of a time-to-target run.
 STOP_TARGETS = "all targets reached"
 STOP_CAP = "cap"
 STOP_BUDGET = "budget"
@@ -61,16 +62,16 @@ STOP_BUDGET = "budget"
 
 @dataclass
 class PeerConfig:
-    """Settings of sb3-contrib's RecurrentPPO ("MlpLstmPolicy"); None keeps sb3-contrib's default."""
+    """Settings of sb3-contrib's RecurrentPPO ("MlpLstmPolicy"). None keeps sb3-contrib's default."""
 
     num_envs: int = 16
     """Trial environments in the DummyVecEnv."""
     n_steps: int | None = None
-    """Env steps per environment in each rollout; sb3-contrib's default is 128."""
+    """Env steps per environment in each rollout (sb3-contrib 2.9's default: 128)."""
     batch_size: int | None = None
-    """Env steps per minibatch; sb3-contrib's default is 128."""
+    """Env steps per minibatch (sb3-contrib 2.9's default: 128)."""
     n_epochs: int | None = None
-    """PPO passes over each rollout; sb3-contrib's default is 10."""
+    """PPO passes over each rollout (sb3-contrib 2.9's default: 10)."""
     device: str = "auto"
     """auto (sb3-contrib's default: GPU when CUDA is available), cpu, or cuda."""
 
@@ -86,16 +87,16 @@ class BenchmarkConfig:
 
     Prints training throughput (env steps per second) and the training time each learner
     needs to reach a held-out mean trial return, both measured in this run on this machine.
-    With no flags it runs for about 20 to 25 minutes on a CPU, most of it RecurrentPPO's
-    capped run.
+    With no flags, RecurrentPPO's run alone can last its 15-minute cap plus several minutes of
+    evaluation. Allow about 30 minutes, an estimate: one run on 2 CPU cores took 15.
     """
 
     cap_minutes: float = 15.0
-    """Training-time cap of each time-to-target run, in minutes; a learner that has not reached
+    """Training-time cap of each time-to-target run, in minutes. A learner that has not reached
     a target by then stops, and its time to that target is reported as a lower bound."""
     compare_target: float = 6.0
-    """Held-out mean trial return (sum of the 10 rewards) that both learners train to;
-    time_to_target_ratio is measured at it."""
+    """Held-out mean trial return (sum of the 10 rewards) that both learners train to. The
+    time_to_target_ratio is measured at this target."""
     rl2_targets: tuple[float, ...] = (6.4, 6.55)
     """Further held-out mean trial returns timed for AdaptRL's RL² only."""
     eval_tasks: int = 10_000
@@ -108,35 +109,37 @@ class BenchmarkConfig:
     boundary after this much training time, so times to target are late by at most this
     interval plus one update."""
     eval_deterministic: bool = False
-    """Evaluate with the most likely action; by default actions are sampled, as in training."""
+    """Evaluate with the most likely action. By default actions are sampled, as in training."""
     seed: int = 0
     """Training seed of both learners."""
     device: str = "cpu"
     """Device of AdaptRL's RL²: cpu, cuda (fails when CUDA is not available) or auto."""
     total_timesteps: int = TrainConfig.total_timesteps
-    """Env-step budget of each time-to-target run; RL²'s linear learning-rate schedule anneals
+    """Env-step budget of each time-to-target run. RL²'s linear learning-rate schedule anneals
     to 0 over it. Default: the training job's default budget."""
     torch_threads: int | None = None
-    """Threads torch uses inside one operation (torch.set_num_threads), for both learners;
-    default torch's own choice. Fewer threads than cores can be faster on a busy machine."""
+    """Threads torch uses inside one operation (torch.set_num_threads), for both learners.
+    Default: torch's own choice. Fewer threads than cores can be faster on a busy machine."""
     warmup_updates: int = 1
     """PPO updates run before the throughput clock starts, per learner."""
-    rl2_throughput_updates: int = 20
-    """PPO updates timed for RL²'s throughput; each follows one rollout of rl2.num_envs ×
-    rl2.num_steps env steps (5,120 with the default RL2Config)."""
+    rl2_throughput_updates: int = 50
+    """PPO updates timed for RL²'s throughput. Each follows one rollout of rl2.num_envs ×
+    rl2.num_steps env steps (5,120 with the default RL2Config, so 256,000 in all)."""
     peer_throughput_updates: int = 3
-    """PPO updates timed for RecurrentPPO's throughput; each follows one rollout of
+    """PPO updates timed for RecurrentPPO's throughput. Each follows one rollout of
     peer.num_envs × n_steps env steps (16 × 128 = 2,048 with the defaults)."""
     num_envs_list: tuple[int, ...] = ()
-    """Measure RL²'s throughput alone at each of these numbers of parallel environments (for
-    example 256 1024 4096 with --device cuda); skips the peer and the time-to-target runs.
-    Each keeps the default number of minibatches per epoch."""
+    """Measure RL²'s throughput alone at each of these numbers of parallel environments, for
+    example 256 1024 4096 with --device cuda. Skips the peer and the time-to-target runs. Each
+    keeps the number of minibatches per epoch of the rl2 settings."""
     skip_peer: bool = False
     """Measure AdaptRL's RL² only."""
     throughput_only: bool = False
-    """Measure throughput only; skip the time-to-target runs."""
+    """Measure throughput only, without the time-to-target runs."""
     json: bool = False
     """Print the results as one JSON object instead of a table."""
+    json_file: Path | None = None
+    """Also write the JSON object to this file, for records next to the printed table."""
     progress: bool = True
     """Show progress bars on stderr."""
     rl2: RL2Config = field(default_factory=RL2Config)
@@ -157,7 +160,7 @@ class BenchmarkConfig:
         return not self.throughput_only and not self.num_envs_list
 
     def validate(self) -> TaskDistribution:
-        """Check every value before anything runs; return the task distribution.
+        """Check every value before anything runs, and return the task distribution.
 
         Raises:
             ValueError: naming the invalid value and how to fix it.
@@ -368,7 +371,7 @@ def _peer_callback(after_update: Callable[[int], bool], on_step: Callable[[], bo
 
 @dataclass
 class EvalSettings:
-    """How a time-to-target run evaluates, when, and when it stops.
+    """Evaluation settings, schedule and cap of a time-to-target run.
 
     Attributes:
         tasks: the held-out tasks, equal for both learners.
@@ -625,11 +628,11 @@ def time_peer_to_targets(
 
 
 class PeerEvaluator:
-    """Runs a RecurrentPPO policy for one trial on each held-out task, all tasks in one batch.
+    """Meta-test of a RecurrentPPO policy: one trial on each held-out task, all in one batch.
 
     Each task gets its own :class:`TrialWrapper`, forced onto the task with
     ``reset(options={"task": task})`` and reseeded with the same per-task seed at every
-    evaluation, so that every evaluation sees the same tasks and env-noise seeds. Action
+    evaluation, so that every evaluation uses the same tasks and env-noise seeds. Action
     sampling draws from torch's global generator, seeded with ``seed`` inside
     ``torch.random.fork_rng`` so that evaluating does not change training's random stream.
 
@@ -678,7 +681,7 @@ class PeerEvaluator:
 
 @dataclass
 class Ratio:
-    """A ratio of two measurements; ``lower_bound`` means the true ratio is at least ``value``."""
+    """A ratio of two measurements. With ``lower_bound``, the true ratio is at least ``value``."""
 
     value: float | None
     lower_bound: bool = False
@@ -688,8 +691,8 @@ class Ratio:
 def time_to_target_ratio(rl2: TargetOutcome, peer: TargetOutcome) -> Ratio:
     """Return RecurrentPPO's time to a target divided by RL²'s.
 
-    When the peer did not reach the target, its stop time (the cap, when capped) stands in
-    for its time and the ratio is a lower bound. When RL² did not reach it, there is no ratio.
+    When the peer did not reach the target, its stop time (the cap, when capped) replaces its
+    time and the ratio is a lower bound. When RL² did not reach it, there is no ratio.
     """
     if not rl2.reached:
         return Ratio(None, note=f"{RL2_NAME} did not reach {rl2.target}")
@@ -698,42 +701,25 @@ def time_to_target_ratio(rl2: TargetOutcome, peer: TargetOutcome) -> Ratio:
     value = peer.training_seconds / rl2.training_seconds
     if peer.reached:
         return Ratio(value)
-    why = "capped" if peer.capped else "budget spent"
+    reason = "capped" if peer.capped else "budget spent"
     return Ratio(value, lower_bound=True,
-                 note=f"{PEER_NAME} did not reach {peer.target} ({why}); lower bound")
+                 note=f"{PEER_NAME} did not reach {peer.target} ({reason}), so this is a lower bound")
 
 
 # ------------------------------------------------------------------------------- report
 
 
 def run_benchmark(config: BenchmarkConfig, distribution: TaskDistribution) -> dict[str, Any]:
-    """Run every measurement that ``config`` asks for and return the report as a JSON-ready dict."""
+    """Run every measurement that ``config`` requests and return the report as a JSON-ready dict."""
     device = str(resolve_device(config.device))
+    load_at_start = _load_average()
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
-    rl2_throughputs = []
-    for num_envs in config.num_envs_list or (config.rl2.num_envs,):
-        rl2_config = scaled_rl2_config(config.rl2, num_envs) if config.num_envs_list else config.rl2
-        rl2_throughputs.append(measure_rl2_throughput(
-            distribution, rl2_config, device, config.seed, config.warmup_updates,
-            config.rl2_throughput_updates, config.progress))
-    peer_throughput = None
-    if config.runs_peer:
-        peer_throughput = measure_peer_throughput(
-            distribution, config.peer, config.seed, config.warmup_updates,
-            config.peer_throughput_updates, config.progress)
-
+    _warn_if_busy(load_at_start)
+    rl2_throughputs, peer_throughput = _measure_throughputs(config, distribution, device)
     rl2_run = peer_run = None
     if config.runs_time_to_target:
-        settings = EvalSettings(distribution.meta_split().test[: config.eval_tasks],
-                                config.eval_seed, config.eval_deterministic,
-                                config.eval_interval_seconds, config.cap_seconds, config.progress)
-        rl2_targets = (config.compare_target, *config.rl2_targets)
-        rl2_run = time_rl2_to_targets(distribution, config.rl2, device, config.seed,
-                                      config.total_timesteps, rl2_targets, settings)
-        if config.runs_peer:
-            peer_run = time_peer_to_targets(distribution, config.peer, config.seed,
-                                            config.total_timesteps, (config.compare_target,), settings)
+        rl2_run, peer_run = _measure_times_to_target(config, distribution, device)
 
     throughput_ratio = None
     if peer_throughput is not None and len(rl2_throughputs) == 1:
@@ -743,7 +729,7 @@ def run_benchmark(config: BenchmarkConfig, distribution: TaskDistribution) -> di
         ratio = time_to_target_ratio(rl2_run.outcome(config.compare_target),
                                      peer_run.outcome(config.compare_target))
     return {
-        "benchmark": "AdaptRL RL² vs sb3-contrib RecurrentPPO",
+        "benchmark": f"{RL2_NAME} vs {PEER_NAME}" if config.runs_peer else RL2_NAME,
         "env": ENV_NAME,
         "throughput_ratio": throughput_ratio,
         "time_to_target_ratio": ratio.value,
@@ -769,9 +755,54 @@ def run_benchmark(config: BenchmarkConfig, distribution: TaskDistribution) -> di
         },
         "seeds": {"training": config.seed, "eval": config.eval_seed,
                   "meta_split": distribution.split_seed},
-        "machine": machine_facts(device),
+        "machine": {**machine_facts(device), "load_average_at_start": load_at_start},
         "config": _config_dict(config),
     }
+
+
+def _warn_if_busy(load_average: list[float] | None) -> None:
+    threads = torch.get_num_threads()
+    if load_average is None or threads == 1 or load_average[0] < 1.0:
+        return
+    # Measured with 2 threads on 2 cores beside one busy process: RL² ran at 450 to 10,000
+    # env steps per second instead of 45,000 with one thread.
+    logger.warning("the 1-minute load average is %.2f before the benchmark starts, so other "
+                   "processes are using the CPU. Torch operations with %d threads can stall on a "
+                   "busy machine, which slows RL² far more than RecurrentPPO. Rerun on an idle "
+                   "machine, or pass --torch-threads 1.", load_average[0], threads)
+
+
+def _measure_throughputs(
+    config: BenchmarkConfig, distribution: TaskDistribution, device: str
+) -> tuple[list[Throughput], Throughput | None]:
+    rl2_throughputs = []
+    for num_envs in config.num_envs_list or (config.rl2.num_envs,):
+        rl2_config = scaled_rl2_config(config.rl2, num_envs) if config.num_envs_list else config.rl2
+        rl2_throughputs.append(measure_rl2_throughput(
+            distribution, rl2_config, device, config.seed, config.warmup_updates,
+            config.rl2_throughput_updates, config.progress))
+    peer_throughput = None
+    if config.runs_peer:
+        peer_throughput = measure_peer_throughput(
+            distribution, config.peer, config.seed, config.warmup_updates,
+            config.peer_throughput_updates, config.progress)
+    return rl2_throughputs, peer_throughput
+
+
+def _measure_times_to_target(
+    config: BenchmarkConfig, distribution: TaskDistribution, device: str
+) -> tuple[TimeToTarget, TimeToTarget | None]:
+    settings = EvalSettings(distribution.meta_split().test[: config.eval_tasks],
+                            config.eval_seed, config.eval_deterministic,
+                            config.eval_interval_seconds, config.cap_seconds, config.progress)
+    rl2_targets = (config.compare_target, *config.rl2_targets)
+    rl2_run = time_rl2_to_targets(distribution, config.rl2, device, config.seed,
+                                  config.total_timesteps, rl2_targets, settings)
+    peer_run = None
+    if config.runs_peer:
+        peer_run = time_peer_to_targets(distribution, config.peer, config.seed,
+                                        config.total_timesteps, (config.compare_target,), settings)
+    return rl2_run, peer_run
 
 
 def machine_facts(device: str) -> dict[str, Any]:
@@ -784,6 +815,7 @@ def machine_facts(device: str) -> dict[str, Any]:
         "device": device,
         "gpu": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "load_average": _load_average(),
     }
     versions = software_versions()
     for distribution in ("adaptrl", "stable-baselines3", "sb3-contrib", "tyro"):
@@ -793,6 +825,14 @@ def machine_facts(device: str) -> dict[str, Any]:
             versions[distribution] = "not installed"
     facts["versions"] = versions
     return facts
+
+
+def _load_average() -> list[float] | None:
+    """Return the 1, 5 and 15 minute load averages, or None where the OS does not report them."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _cpu_model() -> str:
@@ -810,6 +850,7 @@ def _config_dict(config: BenchmarkConfig) -> dict[str, Any]:
     data = dataclasses.asdict(config)
     data["rl2_targets"] = list(config.rl2_targets)
     data["num_envs_list"] = list(config.num_envs_list)
+    data["json_file"] = str(config.json_file) if config.json_file else None
     return data
 
 
@@ -854,33 +895,38 @@ def _format_time_to_target(report: dict[str, Any]) -> list[str]:
         "training.",
         "The clock stops while evaluating: times are training time only.",
     ]
+
     header = f"{'target':>7}  {RL2_NAME:<28}{PEER_NAME:<32}{'ratio':>10}"
     lines += [header, "-" * len(header)]
-    peer_outcomes = {o["target"]: o for o in peer["targets"]} if peer else {}
+    peer_outcomes = {outcome["target"]: outcome for outcome in peer["targets"]} if peer else {}
     for outcome in rl2["targets"]:
         peer_outcome = peer_outcomes.get(outcome["target"])
-        ratio = ""
-        if peer_outcome is not None and outcome["target"] == report["compare_target"]:
-            value = report["time_to_target_ratio"]
-            if value is not None:
-                prefix = ">= " if report["time_to_target_ratio_is_lower_bound"] else ""
-                ratio = f"{prefix}{value:.1f}"
-            else:
-                ratio = "n/a"
         peer_cell = _format_outcome(peer_outcome) if peer_outcome else "-"
+        ratio_cell = _format_ratio(report) if peer_outcome else ""
         lines.append(f"{outcome['target']:>7.2f}  {_format_outcome(outcome):<28}{peer_cell:<32}"
-                     f"{ratio:>10}")
-    if report["time_to_target_ratio_note"]:
+                     f"{ratio_cell:>10}")
+
+    if peer is not None:
+        note = report["time_to_target_ratio_note"]
         lines.append(f"time_to_target_ratio (RecurrentPPO / AdaptRL time at "
-                     f"{report['compare_target']}): {report['time_to_target_ratio_note']}")
+                     f"{report['compare_target']:g}): {_format_ratio(report)}"
+                     + (f" ({note})" if note else ""))
     for run in (rl2, peer):
         if run is not None:
             lines.append(_format_run_summary(run))
     return lines
 
 
+def _format_ratio(report: dict[str, Any]) -> str:
+    value = report["time_to_target_ratio"]
+    if value is None:
+        return "n/a"
+    prefix = ">= " if report["time_to_target_ratio_is_lower_bound"] else ""
+    return f"{prefix}{value:.1f}"
+
+
 def _format_outcome(outcome: dict[str, Any]) -> str:
-    steps = f"{outcome['env_steps'] / 1e6:.2f}M steps"
+    steps = f"{outcome['env_steps']:,} steps"
     if outcome["reached"]:
         return f"{outcome['training_seconds']:.1f} s ({steps})"
     if outcome["capped"]:
@@ -894,7 +940,8 @@ def _format_run_summary(run: dict[str, Any]) -> str:
             f"of training, {run['env_steps']:,} env steps")
     if run["training_steps_per_second"]:
         text += f" ({run['training_steps_per_second']:,.0f} steps/s)"
-    text += f", {len(run['evaluations'])} evaluations taking {run['eval_seconds']:.1f} s"
+    count = len(run["evaluations"])
+    text += f", {count} evaluation{'' if count == 1 else 's'} taking {run['eval_seconds']:.1f} s"
     if last is not None:
         text += (f"; last held-out mean trial return {last['mean_return']:.3f} "
                  f"[{last['ci_low']:.3f}, {last['ci_high']:.3f}]")
@@ -910,9 +957,11 @@ def _format_machine(report: dict[str, Any]) -> list[str]:
         cores += f" ({machine['usable_cores']} usable by this process)"
     seeds = report["seeds"]
     lines = [
-        f"Machine: {machine['cpu']}, {cores}, {machine['torch_threads']} torch threads, "
+        f"Machine: {machine['cpu']}, {cores}, torch threads: {machine['torch_threads']}, "
         f"device {machine['device']}" + (f" ({machine['gpu']})" if machine["gpu"] else ""),
         f"Platform: {machine['versions']['platform']}",
+        f"Load average (1, 5, 15 min): {machine['load_average_at_start']} at start, "
+        f"{machine['load_average']} at end; other processes slow both learners",
         f"Versions: {versions}",
         f"Date: {machine['date']}",
         f"Seeds: training {seeds['training']}, eval {seeds['eval']}, meta split "
@@ -937,10 +986,17 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    json_report = _finite_or_none(report)
     if config.json:
-        print(json.dumps(_finite_or_none(report), indent=2, allow_nan=False))
+        print(json.dumps(json_report, indent=2, allow_nan=False))
     else:
         print(format_report(report))
+    if config.json_file is not None:
+        try:
+            write_json_atomic(json_report, config.json_file)
+        except OSError as error:
+            print(f"error: failed to write --json-file {config.json_file}: {error}", file=sys.stderr)
+            return 1
     return 0
 
 
