@@ -213,8 +213,8 @@ class RL2:
             start = time.perf_counter()
             rollout, trial_stats = collector.collect(self.policy, self.config.num_steps)
             rollout.advantages, rollout.returns = compute_gae(
-                rollout.rewards * self.config.reward_scale, rollout.values, rollout.next_values, rollout.terminated,
-                rollout.done, self.config.gamma, self.config.gae_lambda,
+                rollout.rewards * self.config.reward_scale, rollout.values, rollout.next_values,
+                rollout.terminated, rollout.done, self.config.gamma, self.config.gae_lambda,
             )
             collected = time.perf_counter()
             update_stats = ppo_update(self.policy, self.optimizer, rollout, settings, self._sampling)
