@@ -61,6 +61,9 @@ class TrainConfig:
     """W&B tags."""
     progress: bool = True
     """Show a progress bar."""
+    torch_threads: int | None = None
+    """CPU threads for torch; default torch's own choice (one per core). On a machine shared
+    with other busy processes, 1 avoids stalls of torch's thread pool."""
     rl2: RL2Config = field(default_factory=RL2Config)
     """Hyperparameters of the rl2 agent."""
 
@@ -109,6 +112,9 @@ class TrainConfig:
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be a non-negative integer, got {value!r}")
         resolve_device(self.device)
+        if self.torch_threads is not None and (not isinstance(self.torch_threads, int)
+                                               or self.torch_threads < 1):
+            raise ValueError(f"--torch-threads must be a positive integer, got {self.torch_threads!r}")
         if self.eval_tasks is not None and not 1 <= self.eval_tasks <= distribution.num_test_tasks:
             raise ValueError(
                 f"--eval-tasks must lie in [1, {distribution.num_test_tasks}] (the size of the "

@@ -10,6 +10,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from agents.registry import make_agent
 from harness.config import TrainConfig
 from harness.evaluation import evaluate
@@ -70,12 +72,13 @@ def resume_config(config: TrainConfig) -> TrainConfig:
     """Return the saved config of the run to resume, with this invocation's overrides.
 
     The saved run defines the agent, env, seed and hyperparameters; a resumed run may change
-    only the budget, device, tracking and progress display.
+    only the budget, device, thread count, tracking and progress display.
     """
     run = RunDirectory(config.run_dir())
     run.prepare(resume=True)
     saved = TrainConfig.from_dict(run.read_config()["train"])
-    for name in ("total_timesteps", "device", "track", "progress", "runs_dir", "run_name"):
+    for name in ("total_timesteps", "device", "track", "progress", "runs_dir", "run_name",
+                 "torch_threads"):
         setattr(saved, name, getattr(config, name))
     saved.resume = True
     return saved
@@ -91,6 +94,8 @@ def train(config: TrainConfig) -> TrainResult:
     if config.resume:
         config = resume_config(config)
     distribution = config.validate()
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
     agent = make_agent(config.agent, distribution, config.agent_config(), config.device,
                        config.seed)
     run = RunDirectory(config.run_dir())

@@ -220,6 +220,7 @@ def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
         (["--rl2.minibatch-size", "7"], "minibatch_size 7 must divide the rollout"),
         (["--total-timesteps", "0"], "--total-timesteps must be a positive integer"),
         (["--eval-tasks", "20000"], r"--eval-tasks must lie in \[1, 10000\]"),
+        (["--torch-threads", "0"], "--torch-threads must be a positive integer, got 0"),
     ],
 )
 def test_bad_input_is_rejected_before_training(tmp_path, capsys, flags, message):
