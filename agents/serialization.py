@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ def load_file(path: str | os.PathLike, device: torch.device | str = "cpu") -> An
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint or model file at {path}")
-    # weights_only=False: the files hold configs and numpy RNG states besides tensors; only
-    # load files you wrote or trust.
-    return torch.load(path, map_location=device, weights_only=False)
+    # weights_only=False: the files contain configs and RNG states besides tensors, and
+    # unpickling can run code, so load only files you wrote or trust.
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"{path} is not a model or checkpoint file written by AdaptRL ({error}); pass a "
+            "run folder, its model.pt, or checkpoints/latest.pt"
+        ) from error

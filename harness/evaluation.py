@@ -130,5 +130,5 @@ def format_table(evaluation: dict[str, Any]) -> str:
             line += f"{stats['mean'] / best:>17.1%}"
         lines.append(line)
     if best:
-        lines.append(f"{'bayes-optimal, exact expected value:':<35}{best:>.3f}")
+        lines.append(f"Bayes-optimal expected return, exact by dynamic programming: {best:.3f}")
     return "\n".join(lines)

@@ -71,16 +71,18 @@ class _StopRequest:
 def resume_config(config: TrainConfig) -> TrainConfig:
     """Return the saved config of the run to resume, with this invocation's overrides.
 
-    The saved run defines the agent, env, seed and hyperparameters; a resumed run may change
-    only the budget, device, thread count, tracking and progress display.
+    The saved run defines everything: agent, env, seed, hyperparameters, budget, device and
+    tracking. A resumed run may change only the budget, device, thread count, tracking and
+    progress display, and only by passing a value other than the flag's default.
     """
     run = RunDirectory(config.run_dir())
     run.prepare(resume=True)
     saved = TrainConfig.from_dict(run.read_config()["train"])
-    for name in ("total_timesteps", "device", "track", "progress", "runs_dir", "run_name",
-                 "torch_threads"):
-        setattr(saved, name, getattr(config, name))
-    saved.resume = True
+    defaults = TrainConfig()
+    for name in ("total_timesteps", "device", "track", "progress", "torch_threads"):
+        if getattr(config, name) != getattr(defaults, name):
+            setattr(saved, name, getattr(config, name))
+    saved.runs_dir, saved.run_name, saved.resume = config.runs_dir, config.run_name, True
     return saved
 
 
@@ -121,7 +123,8 @@ def train(config: TrainConfig) -> TrainResult:
         interrupted = _learn(agent, config, run, tracker)
         if interrupted:
             print(f"Interrupted at {agent.num_timesteps} env steps; checkpoint saved. Continue "
-                  f"with: --resume --run-name {run.name} --runs-dir {config.runs_dir}")
+                  f"with: python scripts/train.py --resume --run-name {run.name} "
+                  f"--runs-dir {config.runs_dir}")
             return TrainResult(run, agent, None, True)
 
         agent.save(run.model_path)

@@ -317,3 +317,10 @@ def test_nan_reward_in_batched_env_names_env_task_and_step():
     with pytest.raises(NonFiniteError, match=r"bandit-k3-n4 .* in env 1 at step 2 .* on task "
                                              r"BanditTask\(arm_means="):
         agent.learn(agent.config.rollout_size)
+
+
+def test_load_rejects_non_pickle_file(tmp_path):
+    path = tmp_path / "notes.md"
+    path.write_text("# not a model\n")
+    with pytest.raises(ValueError, match="is not a model or checkpoint file written by AdaptRL"):
+        RL2.load(path)

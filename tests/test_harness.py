@@ -56,6 +56,16 @@ def run_script(args: list[str], **kwargs) -> subprocess.Popen:
                             **kwargs)
 
 
+def communicate(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Wait for ``process``; kill it on timeout so that no training child outlives the test."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+
+
 # --------------------------------------------------------------------------- one run
 
 
@@ -124,7 +134,7 @@ def test_evaluate_script_reproduces_evaluation(tmp_path):
 def uninterrupted_reference(tmp_path: Path, total: int) -> Path:
     process = run_script(["--total-timesteps", str(total), "--runs-dir", str(tmp_path / "a"),
                           "--run-name", "ref", "--checkpoint-interval", "400", *TINY_FLAGS])
-    output, _ = process.communicate(timeout=300)
+    output, _ = communicate(process, timeout=300)
     assert process.returncode == 0, output
     return tmp_path / "a" / "ref"
 
@@ -154,14 +164,16 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, sig):
     run = tmp_path / "b" / "cut"
     wait_for_checkpoint(run / "checkpoints" / "latest.pt", process)
     process.send_signal(sig)
-    output, _ = process.communicate(timeout=120)
+    output, _ = communicate(process, timeout=120)
     if sig == signal.SIGINT:
         assert process.returncode == 130, output
         assert "--resume --run-name cut" in output
     assert not (run / "model.pt").exists(), "the run finished before the signal arrived"
 
-    resumed = run_script([*flags, "--resume"])
-    output, _ = resumed.communicate(timeout=300)
+    # The printed command alone restores the saved budget and settings.
+    resumed = run_script(["--resume", "--runs-dir", str(tmp_path / "b"), "--run-name", "cut",
+                          "--no-progress"])
+    output, _ = communicate(resumed, timeout=300)
     assert resumed.returncode == 0, output
     assert_same_run(reference, run)
 
