@@ -90,7 +90,7 @@ def train(config: TrainConfig) -> TrainResult:
     """Train, checkpoint and meta-test one agent as ``config`` specifies.
 
     Every value is checked before anything is written. A run interrupted by Ctrl-C or
-    SIGTERM writes a checkpoint at the end of the current update; ``--resume`` continues it
+    SIGTERM writes a checkpoint at the end of the current update. ``--resume`` continues it
     with identical results to an uninterrupted run on CPU.
     """
     if config.resume:
