@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,8 +173,3 @@ def _unique_tasks(
         f"{max_rounds} rounds (got {len(tasks)}); the family may have fewer distinct tasks. "
         "Lower num_train_tasks or num_test_tasks."
     )
-
-
-def stack_task_params(tasks: Sequence[Task], field: str) -> np.ndarray:
-    """Stack one field of many tasks into an array of shape ``(num_tasks, ...)``."""
-    return np.asarray([getattr(task, field) for task in tasks])

@@ -21,9 +21,9 @@ def check_finite(env_name: str, task: Task | None, step: int, obs, reward) -> No
     reward_ok = bool(np.isfinite(reward))
     if obs_ok and reward_ok:
         return
-    what = "observation" if not obs_ok else "reward"
+    kind = "observation" if not obs_ok else "reward"
     raise NonFiniteError(
-        f"{env_name} returned a non-finite {what} at step {step} of the trial on task {task}: "
+        f"{env_name} returned a non-finite {kind} at step {step} of the trial on task {task}: "
         f"reward={reward!r}, observation={np.asarray(obs).tolist()}. Check the environment's "
         "dynamics and the action it was given; training on such values corrupts the policy."
     )
@@ -35,8 +35,8 @@ class TrialWrapper(gym.Wrapper):
     One episode of this wrapper is one trial: ``episodes_per_trial`` inner episodes on one task,
     drawn uniformly from the chosen split at the trial start (or given as
     ``reset(options={"task": task})``). An inner episode end resets the inner environment
-    without changing the task and does not end the wrapper's episode; the last inner episode's
-    end terminates it.
+    without changing the task and does not end the wrapper's episode. The end of the last
+    inner episode terminates it.
 
     Observation: ``[base obs, previous action, previous reward, inner-episode-start flag]``,
     float32, with the previous action one-hot for Discrete spaces. At a trial start the previous

@@ -151,8 +151,7 @@ def test_split_sequences_regroups_time_and_envs():
     rollout = collect_one_rollout(agent)
     batch = split_sequences(rollout, 2)
     # Sequence b * N + n holds steps 2b, 2b + 1 of env n.
-    assert torch.equal(batch.rewards if hasattr(batch, "rewards") else batch.returns[:, 3],
-                       rollout.returns[2:4, 1])
+    assert torch.equal(batch.returns[:, 3], rollout.returns[2:4, 1])
     assert torch.equal(batch.hidden_start[3], rollout.hidden_in[2, 1])
 
 
@@ -201,11 +200,10 @@ def test_save_load_gives_identical_predictions(tmp_path):
     loaded = RL2.load(path, device="cpu")
     assert loaded.num_timesteps == agent.num_timesteps
     obs = np.random.default_rng(0).normal(size=(5, agent.observation_dim)).astype(np.float32)
-    for original_state, loaded_state in [(None, None)]:
-        action_a, state_a = agent.predict(obs, original_state, deterministic=True)
-        action_b, state_b = loaded.predict(obs, loaded_state, deterministic=True)
-        assert np.array_equal(action_a, action_b)
-        assert np.array_equal(state_a, state_b)
+    action_a, state_a = agent.predict(obs, deterministic=True)
+    action_b, state_b = loaded.predict(obs, deterministic=True)
+    assert np.array_equal(action_a, action_b)
+    assert np.array_equal(state_a, state_b)
     returns_a = agent.meta_test(agent.distribution.meta_split().test[:20], seed=4)
     returns_b = loaded.meta_test(loaded.distribution.meta_split().test[:20], seed=4)
     assert np.array_equal(returns_a, returns_b)
