@@ -19,8 +19,8 @@ def compute_gae(
     Two boundary kinds enter separately, as in torchrl:
 
     - ``terminated[t]``: the step reached a terminal state, so its TD error does not bootstrap.
-    - ``done[t]``: the trace stops after step t (termination, truncation, or a trial end);
-      the advantage of step t does not recurse into step t + 1. A truncated step has
+    - ``done[t]``: the trace stops after step t (termination, truncation, or a trial end),
+      so the advantage of step t does not recurse into step t + 1. A truncated step has
       ``done`` set but not ``terminated``, and bootstraps from ``next_values[t]``, which the
       caller computes from the real final observation, not from the reset one.
 

@@ -57,7 +57,7 @@ class BanditEnv(gym.Env):
         oracle: put the arm means into ``info["task"]``.
         task: the initial task. Without one, the first reset draws a task from the prior
             with the environment's own ``np_random``, so that ``gym.make`` alone gives a
-            working environment; ``set_task`` replaces it.
+            working environment. ``set_task`` replaces it.
     """
 
     metadata = {"render_modes": []}

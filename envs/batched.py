@@ -16,8 +16,8 @@ from envs.tasks import Task
 class BatchedEnv(ABC):
     """``num_envs`` environments of one family stepped together as tensors.
 
-    Semantics match the family's Gymnasium environment step for step; a test holds the two
-    to identical trajectories. There is no autoreset: :class:`BatchedTrialEnv` decides which
+    Semantics match the family's Gymnasium environment step for step, and a test checks that
+    the two give identical trajectories. There is no autoreset: :class:`BatchedTrialEnv` decides which
     envs to reset. Randomness comes from ``generator`` only, and every ``step`` accepts the
     noise explicitly so that a test can feed the Gymnasium env's draws.
     """
@@ -54,7 +54,7 @@ class BatchedEnv(ABC):
 
 @dataclass
 class TrialStep:
-    """What one step of :class:`BatchedTrialEnv` returns; every field has ``num_envs`` rows.
+    """Result of one step of :class:`BatchedTrialEnv`; every field has ``num_envs`` rows.
 
     Attributes:
         obs: next observation, ``(num_envs, obs_dim)``; the first of a new trial where one ended.

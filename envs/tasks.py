@@ -55,8 +55,8 @@ class MetaSplit:
 class TaskDistribution(ABC):
     """A family of tasks with a sampler and a fixed, disjoint meta-train / meta-test split.
 
-    The split is drawn from ``split_seed``, which belongs to the distribution, not to a run:
-    every run and every agent trained on ``bandit-k5-n10`` is evaluated on the same held-out
+    The split is drawn from ``split_seed``, which belongs to the distribution, not to a run.
+    So every run and every agent trained on ``bandit-k5-n10`` is evaluated on the same held-out
     tasks, and no seed of a training run can move a meta-test task into its meta-train set.
 
     Subclasses implement :meth:`sample_tasks`, :meth:`make_env` and set ``name`` and

@@ -150,7 +150,7 @@ def test_split_sequences_regroups_time_and_envs():
                                                   minibatch_size=4), "cpu", seed=0)
     rollout = collect_one_rollout(agent)
     batch = split_sequences(rollout, 2)
-    # Sequence b * N + n holds steps 2b, 2b + 1 of env n.
+    # Sequence b * N + n contains steps 2b, 2b + 1 of env n.
     assert torch.equal(batch.returns[:, 3], rollout.returns[2:4, 1])
     assert torch.equal(batch.hidden_start[3], rollout.hidden_in[2, 1])
 
@@ -309,7 +309,7 @@ class _NaNBandits(BanditDistribution):
         return _NaNBanditEnv(num_envs, self.num_arms, device=device, generator=generator)
 
 
-def test_nan_reward_in_batched_env_names_env_task_and_step():
+def test_batched_nan_reward_names_step():
     distribution = _NaNBandits(3, 4, num_train_tasks=50, num_test_tasks=10)
     agent = RL2(distribution, tiny_config(), "cpu", seed=0)
     with pytest.raises(NonFiniteError, match=r"bandit-k3-n4 .* in env 1 at step 2 .* on task "
