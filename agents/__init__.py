@@ -1,4 +1,4 @@
-"""AdaptRL agents: RL², reference policies, and the shared PPO and network parts."""
+"""AdaptRL agents: RL², the memory-augmented policy, reference policies, and shared parts."""
 
 import envs as _envs
 
@@ -11,10 +11,12 @@ if not getattr(_envs, "__adaptrl__", False):
 
 from agents.device import resolve_device  # noqa: E402
 from agents.gae import compute_gae  # noqa: E402
+from agents.memory import MemoryAgent, MemoryConfig  # noqa: E402
 from agents.recurrent import reset_recurrent_state  # noqa: E402
-from agents.registry import AGENTS, agent_entry, make_agent  # noqa: E402
+from agents.registry import AGENTS, agent_entry, load_agent, make_agent  # noqa: E402
 from agents.rl2 import RL2, RL2Config  # noqa: E402
 from agents.seeding import SeedStreams  # noqa: E402
+from agents.trial_agent import TrialAgent, TrialPPOConfig  # noqa: E402
 
 # Marks this package as AdaptRL's own; other distributions also install a top-level `agents`.
 __adaptrl__ = True
@@ -22,10 +24,15 @@ __adaptrl__ = True
 __all__ = [
     "AGENTS",
     "RL2",
+    "MemoryAgent",
+    "MemoryConfig",
     "RL2Config",
     "SeedStreams",
+    "TrialAgent",
+    "TrialPPOConfig",
     "agent_entry",
     "compute_gae",
+    "load_agent",
     "make_agent",
     "reset_recurrent_state",
     "resolve_device",

@@ -12,7 +12,8 @@ from torch import nn
 from agents.recurrent import reset_recurrent_state
 
 
-def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+def orthogonal_linear(layer: nn.Linear, gain: float) -> nn.Linear:
+    """Initialize ``layer`` with orthogonal weights of scale ``gain`` and zero bias."""
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
@@ -24,7 +25,7 @@ class CategoricalHead(nn.Module):
     def __init__(self, hidden_size: int, num_actions: int):
         super().__init__()
         # A small gain keeps the initial policy close to uniform (Andrychowicz et al., 2021).
-        self.logits = _orthogonal(nn.Linear(hidden_size, num_actions), 0.01)
+        self.logits = orthogonal_linear(nn.Linear(hidden_size, num_actions), 0.01)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(self.logits(features), dim=-1)
@@ -47,7 +48,7 @@ class GaussianHead(nn.Module):
 
     def __init__(self, hidden_size: int, action_dim: int, log_std_init: float = 0.0):
         super().__init__()
-        self.mean = _orthogonal(nn.Linear(hidden_size, action_dim), 0.01)
+        self.mean = orthogonal_linear(nn.Linear(hidden_size, action_dim), 0.01)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -73,6 +74,17 @@ class GaussianHead(nn.Module):
         return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
 
+def make_policy_head(action_space: gym.Space, input_size: int) -> CategoricalHead | GaussianHead:
+    """Build the categorical head for a Discrete space or the Gaussian head for a 1-D Box."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalHead(input_size, int(action_space.n))
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianHead(input_size, int(action_space.shape[0]))
+    raise TypeError(
+        f"the recurrent policies support Discrete and 1-D Box action spaces, got {action_space}"
+    )
+
+
 class RecurrentActorCritic(nn.Module):
     """Observation encoder, GRU cell, and policy and value heads on the GRU's output.
 
@@ -84,23 +96,18 @@ class RecurrentActorCritic(nn.Module):
 
     def __init__(self, observation_dim: int, action_space: gym.Space, hidden_size: int = 128):
         super().__init__()
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.head: nn.Module = CategoricalHead(hidden_size, int(action_space.n))
-        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-            self.head = GaussianHead(hidden_size, int(action_space.shape[0]))
-        else:
-            raise TypeError(
-                f"the recurrent policy supports Discrete and 1-D Box action spaces, got {action_space}"
-            )
+        self.head = make_policy_head(action_space, hidden_size)
         self.observation_dim = int(observation_dim)
         self.hidden_size = int(hidden_size)
+        # Width of the flat recurrent state that rollouts store and the reset clears.
+        self.state_size = self.hidden_size
         self.encoder = nn.Sequential(
-            _orthogonal(nn.Linear(observation_dim, hidden_size), math.sqrt(2)), nn.Tanh()
+            orthogonal_linear(nn.Linear(observation_dim, hidden_size), math.sqrt(2)), nn.Tanh()
         )
         # nn.GRU rather than nn.GRUCell: the replay runs whole segments through its fused
         # kernel, and one step of it gives the same numbers as one step of the cell.
         self.gru = nn.GRU(hidden_size, hidden_size)
-        self.critic = _orthogonal(nn.Linear(hidden_size, 1), 1.0)
+        self.critic = orthogonal_linear(nn.Linear(hidden_size, 1), 1.0)
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
         """Return the zero state, shape ``(batch_size, hidden_size)``."""

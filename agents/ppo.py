@@ -30,7 +30,7 @@ class SequenceBatch:
     """Rollout steps regrouped as sequences: time-major ``(sequence_length, num_sequences, ...)``."""
 
     obs: torch.Tensor
-    hidden_start: torch.Tensor  # (num_sequences, hidden): hidden_in at each sequence's first step
+    hidden_start: torch.Tensor  # (num_sequences, state_size): hidden_in at each sequence's first step
     trial_start: torch.Tensor
     actions: torch.Tensor
     log_probs: torch.Tensor

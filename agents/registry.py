@@ -1,11 +1,16 @@
-"""Agent names for the scripts and the harness: ``--agent rl2``."""
+"""Agent names for the scripts and the harness: ``--agent rl2`` or ``--agent memory``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import torch
+
+from agents.memory import MemoryAgent, MemoryConfig
 from agents.rl2 import RL2, RL2Config
+from agents.serialization import load_file
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,10 @@ class AgentEntry:
 
 AGENTS: dict[str, AgentEntry] = {
     "rl2": AgentEntry(RL2, RL2Config, "RL²: GRU policy trained with PPO over trials"),
+    "memory": AgentEntry(
+        MemoryAgent, MemoryConfig,
+        "memory-augmented policy: controller with an external LRUA memory, PPO over trials",
+    ),
 }
 
 
@@ -39,3 +48,17 @@ def make_agent(name: str, distribution, config: Any, device: str, seed: int):
             f"agent {name!r} takes a {entry.config_class.__name__}, got {type(config).__name__}"
         )
     return entry.agent_class(distribution, config, device=device, seed=seed)
+
+
+def load_agent(path: str | Path, device: str | torch.device = "auto") -> tuple[str, Any]:
+    """Load a model or checkpoint file of any registered agent; return ``(name, agent)``.
+
+    Raises:
+        ValueError: when the file is not an AdaptRL model of a known agent.
+    """
+    data_format = load_file(path).get("format")
+    for name, entry in AGENTS.items():
+        if entry.agent_class.save_format == data_format:
+            return name, entry.agent_class.load(path, device=device)
+    known = ", ".join(entry.agent_class.save_format for entry in AGENTS.values())
+    raise ValueError(f"{path} holds format {data_format!r}, not a model of a known agent ({known})")

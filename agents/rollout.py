@@ -18,7 +18,7 @@ class Rollout:
 
     Attributes:
         obs: observations fed to the policy, ``(T, N, obs_dim)``.
-        hidden_in: recurrent state before the reset of step t, ``(T, N, hidden)``. The replay
+        hidden_in: recurrent state before the reset of step t, ``(T, N, state_size)``. The replay
             starts each sequence from this state and applies the same stored reset.
         trial_start: ``(T, N)`` bool, obs[t] is the first observation of a trial.
         actions: ``(T, N)`` for Discrete, ``(T, N, action_dim)`` for Box.
@@ -86,15 +86,16 @@ class RolloutCollector:
 
     Args:
         env: the batched trial environment.
+        state_size: width of the policy's flat recurrent state.
         generator: torch generator for action sampling.
     """
 
-    def __init__(self, env: BatchedTrialEnv, hidden_size: int, generator: torch.Generator | None):
+    def __init__(self, env: BatchedTrialEnv, state_size: int, generator: torch.Generator | None):
         self.env = env
         self.generator = generator
         n, device = env.num_envs, env.device
         self.obs = env.reset()
-        self.hidden = torch.zeros(n, hidden_size, device=device)
+        self.hidden = torch.zeros(n, state_size, device=device)
         self.trial_start = torch.ones(n, dtype=torch.bool, device=device)
         self._trial_return = torch.zeros(n, device=device)
         self._episode_return = torch.zeros(n, device=device)

@@ -71,6 +71,9 @@ class TaskDistribution(ABC):
 
     name: str = "task-distribution"
     episodes_per_trial: int = 1
+    # True where inner episodes end at different steps (a maze ends at its goal), so that
+    # meta-test also reports the steps of each inner episode.
+    episode_length_varies: bool = False
 
     def __init__(self, num_train_tasks: int, num_test_tasks: int, split_seed: int = 0):
         for label, value in (("num_train_tasks", num_train_tasks), ("num_test_tasks", num_test_tasks)):

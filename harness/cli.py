@@ -57,7 +57,7 @@ class EvaluateConfig:
 
 def evaluate_main(argv: list[str] | None = None) -> int:
     """Evaluate a run folder or model file and print the table."""
-    from agents.rl2 import RL2
+    from agents.registry import load_agent
     from harness.evaluation import evaluate, format_table
     from harness.run import MODEL_FILE, RunDirectory, write_json_atomic
 
@@ -76,13 +76,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(
                 f"no {MODEL_FILE} or checkpoint found under {path}; pass a run folder or a file"
             )
-        agent = RL2.load(model, device=config.device)
+        agent_name, agent = load_agent(model, device=config.device)
         distribution = agent.distribution
         if config.eval_tasks is not None and not 1 <= config.eval_tasks <= distribution.num_test_tasks:
             raise ValueError(
                 f"--eval-tasks must lie in [1, {distribution.num_test_tasks}], got {config.eval_tasks}"
             )
-        evaluation = evaluate(agent, "rl2", distribution, config.eval_tasks, config.eval_seed,
+        evaluation = evaluate(agent, agent_name, distribution, config.eval_tasks, config.eval_seed,
                               config.deterministic)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

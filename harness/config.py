@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.device import resolve_device
+from agents.memory import MemoryConfig
 from agents.registry import agent_entry
 from agents.rl2 import RL2Config
 from envs.registry import make_distribution
@@ -25,10 +26,12 @@ class TrainConfig:
     """
 
     env: str = "bandit-k5-n10"
-    """Task distribution: a registered name such as bandit-k5-n10 or gaussian-bandit-k5-n10
-    (k arms, n pulls per trial), or package.module:factory for your own."""
+    """Task distribution: a registered name such as bandit-k5-n10 (k arms, n pulls per trial),
+    maze-9x9-n2 (mazes, n episodes per trial) or mdp-s10-a5-n10 (tabular MDPs), or
+    package.module:factory for your own."""
     agent: str = "rl2"
-    """Agent to train: rl2."""
+    """Agent to train: rl2 (a GRU policy) or memory (a controller with an external memory);
+    their hyperparameters are the --rl2.* and --memory.* flags."""
     total_timesteps: int = 5_000_000
     """Training budget in env steps (pulls, for bandits), counted from the start of the run."""
     seed: int = 0
@@ -66,6 +69,8 @@ class TrainConfig:
     with other busy processes, 1 avoids stalls of torch's thread pool."""
     rl2: RL2Config = field(default_factory=RL2Config)
     """Hyperparameters of the rl2 agent."""
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """Hyperparameters of the memory agent."""
 
     def resolved_run_name(self) -> str:
         return self.run_name or f"{self.agent}-{self.env.replace(':', '.')}-seed{self.seed}"
@@ -90,6 +95,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; valid keys are {sorted(known)}")
         data["rl2"] = RL2Config(**data.get("rl2", {}))
+        data["memory"] = MemoryConfig(**data.get("memory", {}))
         data["runs_dir"] = Path(data.get("runs_dir", "runs"))
         data["wandb_tags"] = tuple(data.get("wandb_tags", ()))
         return cls(**data)

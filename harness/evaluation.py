@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from envs.bandits import BanditDistribution
 from envs.tasks import Task, TaskDistribution
 
 logger = logging.getLogger(__name__)
@@ -33,17 +32,21 @@ def summarize(values: np.ndarray) -> dict[str, float]:
             "n": n}
 
 
-def describe_returns(per_episode: np.ndarray) -> dict[str, Any]:
+def describe_returns(per_episode: np.ndarray, lengths: np.ndarray | None = None) -> dict[str, Any]:
     """Summarize ``(num_tasks, episodes_per_trial)`` inner-episode returns.
 
     Returns:
         ``mean_return`` (of the trial return, with CI) and ``adaptation_curve``: the mean
-        return per inner-episode index, each with its CI.
+        return per inner-episode index, each with its CI. With ``lengths`` (steps per inner
+        episode, same shape) also ``episode_length_curve``: the mean steps per index.
     """
-    return {
+    result = {
         "mean_return": summarize(per_episode.sum(axis=1)),
         "adaptation_curve": [summarize(per_episode[:, i]) for i in range(per_episode.shape[1])],
     }
+    if lengths is not None:
+        result["episode_length_curve"] = [summarize(lengths[:, i]) for i in range(lengths.shape[1])]
+    return result
 
 
 def reference_returns(
@@ -52,27 +55,18 @@ def reference_returns(
     """Run every reference policy that applies to ``distribution`` on ``tasks``.
 
     Returns:
-        For each reference name, :func:`describe_returns` of its per-episode returns, plus
-        ``exact_value`` where the reference's expected return is known in closed form.
+        For each reference name, :func:`describe_returns` of its per-episode returns (and
+        steps, for families whose episodes vary in length), plus ``exact_value`` where the
+        reference's expected return is known in closed form.
     """
-    if not isinstance(distribution, BanditDistribution):
-        return {}
-    from agents.references import bayes_optimal_value, simulate_reference, supported_references
+    from agents.references import run_references
 
-    k, n = distribution.num_arms, distribution.num_pulls
-    names = supported_references(k, n, distribution.reward)
-    arm_means = distribution.task_params(tasks).astype(np.float64)
-    streams = np.random.SeedSequence(seed).spawn(len(names))
     results: dict[str, dict[str, Any]] = {}
-    for name, stream in zip(names, streams):
-        # One pull is one inner episode, so the reward array is the per-episode return array.
-        rewards = simulate_reference(
-            name, arm_means, n, np.random.default_rng(stream), reward=distribution.reward,
-            reward_std=distribution.reward_std,
-        )
-        results[name] = describe_returns(rewards)
-        if name == "bayes-optimal":
-            results[name]["exact_value"] = bayes_optimal_value(k, n)
+    for name, reference in run_references(distribution, tasks, seed).items():
+        lengths = reference.lengths if distribution.episode_length_varies else None
+        results[name] = describe_returns(reference.returns, lengths)
+        if reference.exact_value is not None:
+            results[name]["exact_value"] = reference.exact_value
     return results
 
 
@@ -93,7 +87,8 @@ def evaluate(
     tasks = distribution.meta_split().test
     if num_tasks is not None:
         tasks = tasks[:num_tasks]
-    per_episode = agent.meta_test(tasks, seed=seed, deterministic=deterministic)
+    per_episode, lengths = agent.meta_test(tasks, seed=seed, deterministic=deterministic,
+                                           return_lengths=True)
     result: dict[str, Any] = {
         "agent": agent_name,
         "env": distribution.name,
@@ -103,7 +98,7 @@ def evaluate(
         "seed": seed,
         "deterministic": deterministic,
         "num_timesteps": int(getattr(agent, "num_timesteps", 0)),
-        **describe_returns(per_episode),
+        **describe_returns(per_episode, lengths if distribution.episode_length_varies else None),
         "references": reference_returns(distribution, tasks, seed) if references else {},
     }
     return result
@@ -131,4 +126,24 @@ def format_table(evaluation: dict[str, Any]) -> str:
         lines.append(line)
     if best:
         lines.append(f"Bayes-optimal expected return, exact by dynamic programming: {best:.3f}")
+    if "episode_length_curve" in evaluation:
+        lines += ["", *_format_episode_lengths(evaluation)]
     return "\n".join(lines)
+
+
+def _format_episode_lengths(evaluation: dict[str, Any]) -> list[str]:
+    """Render the mean steps of each inner episode, and the second episode's share of the first."""
+    rows = [(evaluation["agent"], evaluation["episode_length_curve"])]
+    rows += [(name, ref["episode_length_curve"]) for name, ref in evaluation["references"].items()
+             if "episode_length_curve" in ref]
+    num_episodes = len(rows[0][1])
+    header = f"{'policy':<16}" + "".join(f"{f'steps ep {i + 1}':>13}" for i in range(num_episodes))
+    if num_episodes > 1:
+        header += f"{'ep 2 / ep 1':>13}"
+    lines = ["Mean steps per inner episode", header, "-" * len(header)]
+    for name, curve in rows:
+        line = f"{name:<16}" + "".join(f"{point['mean']:>13.1f}" for point in curve)
+        if num_episodes > 1:
+            line += f"{curve[1]['mean'] / curve[0]['mean']:>13.1%}"
+        lines.append(line)
+    return lines

@@ -182,6 +182,8 @@ def _evaluation_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
     }
     for index, point in enumerate(evaluation["adaptation_curve"]):
         metrics[f"eval/episode_return/{index}"] = point["mean"]
+    for index, point in enumerate(evaluation.get("episode_length_curve", [])):
+        metrics[f"eval/episode_length/{index}"] = point["mean"]
     for name, reference in evaluation["references"].items():
         metrics[f"eval/reference/{name}"] = reference["mean_return"]["mean"]
     return metrics

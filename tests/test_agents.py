@@ -211,7 +211,7 @@ def test_save_load_gives_identical_predictions(tmp_path):
 
 def test_load_rejects_other_files(tmp_path):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="is not an RL² model file"):
+    with pytest.raises(ValueError, match="is not a model file of RL2"):
         RL2.load(tmp_path / "other.pt")
 
 

@@ -18,18 +18,21 @@ References (names in :data:`REFERENCE_NAMES`):
   and a small enough state space.
 
 Ties between arms are broken uniformly at random with the caller's ``rng``. Thompson sampling
-takes the plain argmax, because its continuous samples tie with probability 0. The module
-needs only numpy, so that evaluation does not import torch.
+takes the plain argmax, because its continuous samples tie with probability 0.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from agents.references.base import ReferenceResult, register_references
+from envs.bandits import BanditDistribution
+from envs.tasks import Task
 
 REFERENCE_NAMES = ("random", "ucb1", "thompson", "gittins", "bayes-optimal")
 
@@ -586,3 +589,24 @@ def _solve_bayes_optimal(num_arms: int, num_pulls: int) -> _BayesOptimalSolution
         level_keys=tuple(level_keys),
         q_values=tuple(q_values),
     )
+
+
+@register_references(BanditDistribution)
+def bandit_references(
+    distribution: BanditDistribution, tasks: Sequence[Task], seed: int
+) -> dict[str, ReferenceResult]:
+    """Run every reference that applies to ``distribution`` for one trial on each task."""
+    k, n = distribution.num_arms, distribution.num_pulls
+    names = supported_references(k, n, distribution.reward)
+    arm_means = distribution.task_params(tasks).astype(np.float64)
+    streams = np.random.SeedSequence(seed).spawn(len(names))
+    results: dict[str, ReferenceResult] = {}
+    for name, stream in zip(names, streams):
+        # One pull is one inner episode, so the reward array is the per-episode return array.
+        rewards = simulate_reference(
+            name, arm_means, n, np.random.default_rng(stream), reward=distribution.reward,
+            reward_std=distribution.reward_std,
+        )
+        exact = bayes_optimal_value(k, n) if name == "bayes-optimal" else None
+        results[name] = ReferenceResult(rewards, exact_value=exact)
+    return results

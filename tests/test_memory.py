@@ -1,0 +1,242 @@
+"""The memory-augmented policy: memory operations by hand, resets, replay, files, bad input."""
+
+import copy
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents import MemoryAgent, MemoryConfig, compute_gae, load_agent, reset_recurrent_state
+from agents.memory_network import (
+    MemoryActorCritic,
+    content_read_weights,
+    least_used_weights,
+    lrua_write,
+)
+from agents.ppo import evaluate_sequences, split_sequences
+from envs import make_distribution
+
+
+def tiny_config(**overrides) -> MemoryConfig:
+    values = dict(num_envs=6, num_steps=8, minibatch_size=24, hidden_size=16, num_epochs=2,
+                  memory_slots=4, memory_width=3)
+    values.update(overrides)
+    return MemoryConfig(**values)
+
+
+def small_distribution():
+    return make_distribution("bandit-k3-n4", num_train_tasks=64, num_test_tasks=16)
+
+
+def collect_one_rollout(agent: MemoryAgent):
+    collector = agent._ensure_collector()
+    rollout, _ = collector.collect(agent.policy, agent.config.num_steps)
+    rollout.advantages, rollout.returns = compute_gae(
+        rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
+        agent.config.gamma, agent.config.gae_lambda,
+    )
+    return rollout
+
+
+# --------------------------------------------------------------------------- memory operations
+
+
+def test_content_read_hand_computed():
+    keys = torch.tensor([[[2.0, 0.0]]])  # (batch 1, 1 read, width 2)
+    memory = torch.tensor([[[1.0, 0.0], [0.0, 3.0], [0.0, 0.0]]])
+    weights = content_read_weights(keys, memory, torch.tensor([[2.0]]))
+    # Cosines 1, 0 and 0 (the empty slot scores 0, not NaN); softmax of 2 * cosine.
+    e2 = math.exp(2.0)
+    expected = torch.tensor([e2, 1.0, 1.0]) / (e2 + 2.0)
+    assert torch.allclose(weights[0, 0], expected, atol=1e-6)
+
+
+def test_read_weights_sum_to_one():
+    generator = torch.Generator().manual_seed(0)
+    keys = torch.randn(5, 3, 4, generator=generator)
+    memory = torch.randn(5, 7, 4, generator=generator)
+    strength = torch.rand(5, 3, generator=generator) * 10
+    weights = content_read_weights(keys, memory, strength)
+    assert weights.shape == (5, 3, 7)
+    assert torch.allclose(weights.sum(-1), torch.ones(5, 3), atol=1e-6)
+    assert torch.all(weights >= 0)
+
+
+def test_empty_memory_reads_uniformly():
+    weights = content_read_weights(torch.ones(1, 1, 3), torch.zeros(1, 4, 3), torch.tensor([[5.0]]))
+    assert torch.allclose(weights, torch.full((1, 1, 4), 0.25))
+
+
+def test_least_used_picks_smallest_usage_with_stable_ties():
+    usage = torch.tensor([[0.5, 0.1, 0.1, 0.9]])
+    weights = least_used_weights(usage, num_reads=2)
+    assert torch.equal(weights[0, 0], torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    assert torch.equal(weights[0, 1], torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    # An empty memory fills slot 0 first.
+    assert torch.equal(least_used_weights(torch.zeros(1, 3), 1)[0, 0], torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_write_lands_in_least_used_slot():
+    memory = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [2.0, 2.0]]])
+    usage = torch.tensor([[0.9, 0.1, 0.5]])  # slot 1 is the least used
+    previous_read = torch.tensor([[[1.0, 0.0, 0.0]]])
+    content = torch.tensor([[[5.0, -5.0]]])
+    # A very negative gate logit writes only to the least-used slot, which is cleared first.
+    new_memory, write_weights = lrua_write(memory, previous_read, usage, torch.tensor([[-50.0]]), content)
+    assert torch.allclose(write_weights, torch.tensor([[[0.0, 1.0, 0.0]]]))
+    expected = torch.tensor([[[1.0, 1.0], [5.0, -5.0], [2.0, 2.0]]])
+    assert torch.allclose(new_memory, expected)
+
+
+def test_write_gate_interpolates_previous_read_and_least_used():
+    memory = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [2.0, 2.0]]])
+    usage = torch.tensor([[0.9, 0.1, 0.5]])
+    previous_read = torch.tensor([[[1.0, 0.0, 0.0]]])
+    content = torch.tensor([[[4.0, 0.0]]])
+    # Gate logit 0: sigmoid 0.5, half to the previously read slot 0, half to slot 1.
+    new_memory, write_weights = lrua_write(memory, previous_read, usage, torch.zeros(1, 1), content)
+    assert torch.allclose(write_weights, torch.tensor([[[0.5, 0.5, 0.0]]]))
+    expected = torch.tensor([[[3.0, 1.0], [2.0, 0.0], [2.0, 2.0]]])
+    assert torch.allclose(new_memory, expected)
+
+
+def test_stored_key_is_retrieved_by_content_read():
+    memory = torch.zeros(1, 3, 4)
+    usage = torch.zeros(1, 3)
+    read_weights = torch.zeros(1, 1, 3)
+    stored = [torch.tensor([1.0, 0.0, 0.0, 0.5]), torch.tensor([0.0, 1.0, -0.5, 0.0])]
+    for vector in stored:
+        memory, write_weights = lrua_write(memory, read_weights, usage, torch.tensor([[-50.0]]),
+                                           vector.reshape(1, 1, 4))
+        usage = 0.95 * usage + write_weights.sum(1)
+    # A noisy copy of the first vector, read with a large key strength, retrieves it.
+    query = (stored[0] + torch.tensor([0.05, 0.05, 0.0, 0.0])).reshape(1, 1, 4)
+    weights = content_read_weights(query, memory, torch.tensor([[50.0]]))
+    read = (weights @ memory)[0, 0]
+    assert int(weights.argmax()) == 0
+    assert torch.allclose(read, stored[0], atol=1e-3)
+
+
+def test_memory_cleared_at_trial_starts_only():
+    # Trials of 4 pulls, 7-step rollouts: trials start mid-rollout; every step ends an inner
+    # episode (one pull), which must not clear anything.
+    agent = MemoryAgent(small_distribution(), tiny_config(num_steps=7, minibatch_size=21), "cpu",
+                        seed=1)
+    collect_one_rollout(agent)
+    rollout = collect_one_rollout(agent)
+    size = agent.policy.state_size
+    expected_start = ((torch.arange(7)[:, None] + 7) % 4 == 0).expand(7, 6)
+    assert torch.equal(rollout.trial_start, expected_start)
+    reset = reset_recurrent_state(rollout.hidden_in.reshape(-1, size),
+                                  rollout.trial_start.reshape(-1)).reshape(7, 6, size)
+    assert torch.all(reset[rollout.trial_start] == 0)
+    carried = ~rollout.trial_start
+    assert torch.all(rollout.obs[..., -1][carried] == 1.0)
+    _, memory, usage, _, _ = agent.policy.layout.unpack(reset[carried])
+    # Inside a trial the slots hold what earlier pulls wrote.
+    assert torch.all(memory.abs().sum(dim=(1, 2)) > 0)
+    assert torch.all(usage.sum(-1) > 0)
+
+
+# --------------------------------------------------------------------------- PPO replay
+
+
+@pytest.mark.parametrize("controller", ["gru", "lstm"])
+@pytest.mark.parametrize("sequence_length, minibatch_size", [(7, 7), (1, 3)])
+def test_replay_ratio_is_one_before_update(controller, sequence_length, minibatch_size):
+    config = tiny_config(num_envs=3, num_steps=7, sequence_length=sequence_length,
+                         minibatch_size=minibatch_size, controller=controller, num_reads=2)
+    agent = MemoryAgent(small_distribution(), config, "cpu", seed=2)
+    collect_one_rollout(agent)
+    rollout = collect_one_rollout(agent)
+    batch = split_sequences(rollout, sequence_length)
+    order = torch.randperm(batch.obs.shape[1])
+    per_minibatch = minibatch_size // sequence_length
+    for start in range(0, batch.obs.shape[1], per_minibatch):
+        minibatch = batch.select(order[start:start + per_minibatch])
+        with torch.no_grad():
+            log_probs, values, _ = evaluate_sequences(agent.policy, minibatch)
+        ratio = (log_probs - minibatch.log_probs).exp()
+        assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-6, rtol=0)
+        assert torch.allclose(values, minibatch.values, atol=1e-6, rtol=0)
+
+
+def test_unroll_equals_step_by_step():
+    policy = MemoryActorCritic(6, gym.spaces.Discrete(3), hidden_size=8,
+                               num_slots=4, width=3)
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.randn(5, 2, 6, generator=generator)
+    trial_start = torch.tensor([[1, 1], [0, 0], [0, 1], [1, 0], [0, 0]], dtype=torch.bool)
+    state = torch.randn(2, policy.state_size, generator=generator)
+    params, values, final = policy.unroll(obs, state, trial_start)
+    for t in range(5):
+        state = reset_recurrent_state(state, trial_start[t])
+        step_params, value, state = policy.step(obs[t], state)
+        assert torch.equal(params[t], step_params)
+        assert torch.equal(values[t], value)
+    assert torch.equal(final, state)
+
+
+# --------------------------------------------------------------------------- training and files
+
+
+def test_memory_agent_learns_and_resumes_exactly(tmp_path):
+    distribution = small_distribution()
+    first = MemoryAgent(distribution, tiny_config(), "cpu", seed=4)
+    first.learn(2 * first.config.rollout_size)
+    # A deep copy, as a checkpoint file would hold: training updates the live tensors.
+    state = copy.deepcopy(first.training_state())
+    history_first: list[dict] = []
+    first.learn(4 * first.config.rollout_size,
+                callback=lambda a, m: history_first.append(m["train/policy_loss"]))
+
+    second = MemoryAgent(distribution, tiny_config(), "cpu", seed=4)
+    second.load_training_state(state)
+    history_second: list[dict] = []
+    second.learn(4 * second.config.rollout_size,
+                 callback=lambda a, m: history_second.append(m["train/policy_loss"]))
+    assert history_first == history_second
+    assert len(history_first) == 2
+
+
+def test_save_and_load_agent_by_format(tmp_path):
+    agent = MemoryAgent(small_distribution(), tiny_config(controller="lstm"), "cpu", seed=3)
+    agent.learn(agent.config.rollout_size)
+    path = agent.save(tmp_path / "model.pt")
+    name, loaded = load_agent(path, device="cpu")
+    assert name == "memory"
+    assert isinstance(loaded, MemoryAgent)
+    assert loaded.config == agent.config
+    obs = np.zeros((2, agent.observation_dim), dtype=np.float32)
+    first, state = agent.predict(obs, deterministic=True)
+    second, loaded_state = loaded.predict(obs, deterministic=True)
+    assert np.array_equal(first, second)
+    assert np.array_equal(state, loaded_state)
+    assert state.shape == (2, agent.policy.state_size)
+
+
+def test_meta_test_returns_curves_and_lengths():
+    agent = MemoryAgent(small_distribution(), tiny_config(), "cpu", seed=0)
+    tasks = agent.distribution.meta_split().test[:5]
+    returns, lengths = agent.meta_test(tasks, seed=0, return_lengths=True)
+    assert returns.shape == (5, 4)
+    # One pull per inner episode.
+    assert np.array_equal(lengths, np.ones((5, 4), dtype=np.int64))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"memory_slots": 0}, "memory_slots must be a positive integer, got 0"),
+        ({"memory_width": -2}, "memory_width must be a positive integer, got -2"),
+        ({"num_reads": 0}, "num_reads must be a positive integer, got 0"),
+        ({"num_reads": 5, "memory_slots": 4}, r"num_reads \(5\) must not exceed memory_slots \(4\)"),
+        ({"controller": "rnn"}, "unknown controller 'rnn'"),
+        ({"usage_decay": 1.5}, r"usage_decay must lie in \[0, 1\], got 1.5"),
+    ],
+)
+def test_config_rejects_bad_memory_shapes(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides).validate()
