@@ -5,7 +5,9 @@ import gymnasium as gym
 from envs import families as _families  # noqa: F401  (registers the built-in families)
 from envs.bandits import BanditDistribution, BanditEnv, BanditTask, BatchedBanditEnv
 from envs.batched import BatchedEnv, BatchedTrialEnv, TrialStep
+from envs.mazes import BatchedMazeEnv, MazeDistribution, MazeEnv, MazeTask
 from envs.registry import known_names, make_distribution, register_family
+from envs.tabular import BatchedTabularEnv, MDPTask, TabularMDPDistribution, TabularMDPEnv
 from envs.tasks import SPLITS, MetaSplit, Task, TaskDistribution
 from envs.trial import NonFiniteError, TrialWrapper, check_finite
 
@@ -19,10 +21,18 @@ __all__ = [
     "BanditTask",
     "BatchedBanditEnv",
     "BatchedEnv",
+    "BatchedMazeEnv",
+    "BatchedTabularEnv",
     "BatchedTrialEnv",
+    "MDPTask",
+    "MazeDistribution",
+    "MazeEnv",
+    "MazeTask",
     "MetaSplit",
     "NonFiniteError",
     "Task",
+    "TabularMDPEnv",
+    "TabularMDPDistribution",
     "TaskDistribution",
     "TrialStep",
     "TrialWrapper",
@@ -45,6 +55,8 @@ def make_trial_env(
 for _env_id, _entry_point, _kwargs in (
     ("adaptrl/BernoulliBandit-v0", "envs.bandits:BanditEnv", {"reward": "bernoulli"}),
     ("adaptrl/GaussianBandit-v0", "envs.bandits:BanditEnv", {"reward": "gaussian"}),
+    ("adaptrl/Maze-v0", "envs.mazes:MazeEnv", {}),
+    ("adaptrl/TabularMDP-v0", "envs.tabular:TabularMDPEnv", {}),
     ("adaptrl/Trials-v0", "envs:make_trial_env", {}),
 ):
     if _env_id not in gym.registry:

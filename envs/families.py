@@ -1,7 +1,9 @@
 """The built-in task-distribution families and their registry names."""
 
 from envs.bandits import BanditDistribution
+from envs.mazes import MazeDistribution
 from envs.registry import register_family
+from envs.tabular import TabularMDPDistribution
 
 
 @register_family(
@@ -20,3 +22,23 @@ def _bernoulli_bandits(num_arms: int, num_pulls: int, **kwargs) -> BanditDistrib
 )
 def _gaussian_bandits(num_arms: int, num_pulls: int, **kwargs) -> BanditDistribution:
     return BanditDistribution(num_arms, num_pulls, reward="gaussian", **kwargs)
+
+
+@register_family(
+    r"maze-(?P<size>\d+)x(?P=size)-n(?P<episodes_per_trial>\d+)",
+    "maze-9x9-n2",
+    "perfect mazes of odd width, egocentric 5x5 view, n episodes per trial",
+)
+def _mazes(size: int, episodes_per_trial: int, **kwargs) -> MazeDistribution:
+    return MazeDistribution(size=size, episodes_per_trial=episodes_per_trial, **kwargs)
+
+
+@register_family(
+    r"mdp-s(?P<num_states>\d+)-a(?P<num_actions>\d+)-n(?P<episodes_per_trial>\d+)",
+    "mdp-s10-a5-n10",
+    "random tabular MDPs: P rows ~ Dirichlet(1), R ~ Normal(1, 1), n episodes of 10 steps",
+)
+def _tabular_mdps(
+    num_states: int, num_actions: int, episodes_per_trial: int, **kwargs
+) -> TabularMDPDistribution:
+    return TabularMDPDistribution(num_states, num_actions, episodes_per_trial, **kwargs)

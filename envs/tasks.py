@@ -18,7 +18,8 @@ class Task:
     """One MDP of a family, fixed by its parameters.
 
     Subclasses are frozen dataclasses whose fields are plain Python values (floats, ints,
-    tuples), so a task is hashable, compares by value and survives pickling unchanged.
+    strings, bytes, tuples), so a task is hashable, compares by value and survives pickling
+    unchanged.
     """
 
     def key(self) -> tuple:
@@ -100,8 +101,14 @@ class TaskDistribution(ABC):
                 only; agents never get them otherwise).
         """
 
-    def make_batched_env(self, num_envs: int, device: Any = "cpu"):
-        """Build a batched torch environment stepping ``num_envs`` tasks at once."""
+    def make_batched_env(self, num_envs: int, device: Any = "cpu", generator=None):
+        """Build a batched torch environment stepping ``num_envs`` tasks at once.
+
+        Args:
+            num_envs: environments stepped together.
+            device: torch device of every tensor.
+            generator: ``torch.Generator`` on ``device`` for the environment's randomness.
+        """
         raise NotImplementedError(
             f"{self.name} has no batched torch environment; train it through Gymnasium vector "
             "environments instead"

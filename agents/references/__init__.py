@@ -13,15 +13,23 @@ from agents.references.bandits import (
     supported_references,
 )
 from agents.references.base import ReferenceResult, register_references, run_references
+from agents.references.mazes import MAZE_REFERENCE_NAMES, maze_references, shortest_path_length
+from agents.references.tabular import TABULAR_REFERENCE_NAMES, tabular_references, value_iteration
 
 __all__ = [
+    "MAZE_REFERENCE_NAMES",
     "REFERENCE_NAMES",
     "ReferenceResult",
     "ReferenceUnavailable",
+    "TABULAR_REFERENCE_NAMES",
     "bandit_references",
     "bayes_optimal_value",
+    "maze_references",
     "register_references",
     "run_references",
+    "shortest_path_length",
     "simulate_reference",
     "supported_references",
+    "tabular_references",
+    "value_iteration",
 ]

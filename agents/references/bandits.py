@@ -31,13 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.references.base import ReferenceResult, register_references
-from envs.bandits import BanditDistribution
+from envs.bandits import REWARD_KINDS, BanditDistribution
 from envs.tasks import Task
 
 REFERENCE_NAMES = ("random", "ucb1", "thompson", "gittins", "bayes-optimal")
 
-# Same values as envs.bandits.REWARD_KINDS. Not imported from there because envs imports torch.
-_REWARD_KINDS = ("bernoulli", "gaussian")
+
 
 # Scores within this distance of the maximum are ties. The Q-values of equivalent arms can
 # differ by rounding because the DP sums them in different orders.
@@ -184,8 +183,8 @@ def _check_name(name: str) -> None:
 
 
 def _check_setting(num_arms: int, num_pulls: int, reward: str) -> None:
-    if reward not in _REWARD_KINDS:
-        raise ValueError(f"unknown bandit reward {reward!r}; expected one of {_REWARD_KINDS}")
+    if reward not in REWARD_KINDS:
+        raise ValueError(f"unknown bandit reward {reward!r}; expected one of {REWARD_KINDS}")
     if int(num_arms) != num_arms or num_arms < 1:
         raise ValueError(f"num_arms must be a positive integer, got {num_arms!r}")
     if int(num_pulls) != num_pulls or num_pulls < 1:
