@@ -36,8 +36,6 @@ from envs.tasks import Task
 
 REFERENCE_NAMES = ("random", "ucb1", "thompson", "gittins", "bayes-optimal")
 
-
-
 # Scores within this distance of the maximum are ties. The Q-values of equivalent arms can
 # differ by rounding because the DP sums them in different orders.
 _TIE_TOLERANCE = 1e-9
