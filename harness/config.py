@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ class TrainConfig:
     """Task distribution: a registered name such as bandit-k5-n10 (k arms, n pulls per trial),
     maze-9x9-n2 (mazes, n episodes per trial) or mdp-s10-a5-n10 (tabular MDPs), or
     package.module:factory for your own."""
+    env_kwargs: tuple[str, ...] = ()
+    """Settings of the task distribution as KEY=VALUE pairs, for example window=3
+    max_episode_steps=50 for mazes, horizon=5 for tabular MDPs, or num_test_tasks=500."""
     agent: str = "rl2"
     """Agent to train: rl2 (a GRU policy) or memory (a controller with an external memory);
     their hyperparameters are the --rl2.* and --memory.* flags."""
@@ -81,10 +85,26 @@ class TrainConfig:
     def agent_config(self):
         return getattr(self, self.agent)
 
+    def distribution_kwargs(self) -> dict[str, Any]:
+        """Parse ``env_kwargs`` into keyword arguments; values are Python literals or strings."""
+        kwargs: dict[str, Any] = {}
+        for item in self.env_kwargs:
+            key, sep, text = item.partition("=")
+            if not sep or not key.isidentifier():
+                raise ValueError(
+                    f"invalid --env-kwargs item {item!r}; write KEY=VALUE, for example window=3"
+                )
+            try:
+                kwargs[key] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                kwargs[key] = text
+        return kwargs
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["runs_dir"] = str(self.runs_dir)
         data["wandb_tags"] = list(self.wandb_tags)
+        data["env_kwargs"] = list(self.env_kwargs)
         return data
 
     @classmethod
@@ -98,6 +118,7 @@ class TrainConfig:
         data["memory"] = MemoryConfig(**data.get("memory", {}))
         data["runs_dir"] = Path(data.get("runs_dir", "runs"))
         data["wandb_tags"] = tuple(data.get("wandb_tags", ()))
+        data["env_kwargs"] = tuple(data.get("env_kwargs", ()))
         return cls(**data)
 
     def validate(self) -> TaskDistribution:
@@ -107,7 +128,14 @@ class TrainConfig:
             ValueError: naming the invalid value and how to fix it.
         """
         agent_entry(self.agent)
-        distribution = make_distribution(self.env)
+        kwargs = self.distribution_kwargs()
+        try:
+            distribution = make_distribution(self.env, **kwargs)
+        except TypeError as error:
+            raise ValueError(
+                f"--env-kwargs {' '.join(self.env_kwargs)} does not fit {self.env}: {error}. "
+                "See the distribution's class docstring for its settings."
+            ) from error
         self.agent_config().validate()
         for name in ("total_timesteps", "checkpoint_interval"):
             value = getattr(self, name)

@@ -233,6 +233,18 @@ def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
         (["--total-timesteps", "0"], "--total-timesteps must be a positive integer"),
         (["--eval-tasks", "20000"], r"--eval-tasks must lie in \[1, 10000\]"),
         (["--torch-threads", "0"], "--torch-threads must be a positive integer, got 0"),
+        (["--env", "maze-1x1-n2"], "maze size 1 is too small to place start and goal"),
+        (["--env", "maze-8x8-n2"], "maze size 8 must be odd"),
+        (["--env", "maze-9x9-n2", "--env-kwargs", "window=4"], "window 4 must be odd"),
+        (["--env", "maze-9x9-n2", "--env-kwargs", "window=13"], "window 13 is larger than the grid"),
+        (["--env", "mdp-s1-a5-n10"], "at least 2 states, got num_states=1"),
+        (["--env", "mdp-s10-a1-n10"], "at least 2 actions, got num_actions=1"),
+        (["--env-kwargs", "window"], "invalid --env-kwargs item 'window'; write KEY=VALUE"),
+        (["--env-kwargs", "colour=3"], "--env-kwargs colour=3 does not fit bandit-k5-n10"),
+        (["--agent", "memory", "--memory.memory-slots", "0"],
+         "memory_slots must be a positive integer, got 0"),
+        (["--agent", "memory", "--memory.memory-width", "-1"],
+         "memory_width must be a positive integer, got -1"),
     ],
 )
 def test_bad_input_is_rejected_before_training(tmp_path, capsys, flags, message):
@@ -250,3 +262,49 @@ def test_cuda_without_cuda_fails_before_run_folder(tmp_path, capsys):
     assert code == 2
     assert "CUDA is not available" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------------- other families
+
+
+def test_memory_agent_on_mazes_reports_steps(tmp_path, capsys):
+    code = train_main([
+        "--agent", "memory", "--env", "maze-7x7-n2", "--total-timesteps", "640",
+        "--env-kwargs", "num_train_tasks=300", "num_test_tasks=40", "max_episode_steps=20",
+        "--memory.num-envs", "8", "--memory.num-steps", "40", "--memory.minibatch-size", "80",
+        "--memory.hidden-size", "16", "--memory.memory-slots", "4", "--memory.memory-width", "4",
+        "--runs-dir", str(tmp_path / "runs"), "--run-name", "maze", "--no-progress",
+    ])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert "Mean steps per inner episode" in output
+    run = tmp_path / "runs" / "maze"
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["agent"] == "memory"
+    assert evaluation["num_tasks"] == 40
+    assert len(evaluation["episode_length_curve"]) == 2
+    assert set(evaluation["references"]) == {"shortest-path", "random-walk"}
+    shortest = evaluation["references"]["shortest-path"]["episode_length_curve"][0]["mean"]
+    for point in evaluation["episode_length_curve"]:
+        assert shortest <= point["mean"] <= 20
+    config = json.loads((run / "config.json").read_text())
+    assert config["distribution"]["max_episode_steps"] == 20
+    assert config["train"]["env_kwargs"] == ["num_train_tasks=300", "num_test_tasks=40",
+                                             "max_episode_steps=20"]
+    # The evaluate script rebuilds the distribution with the same settings from model.pt.
+    assert evaluate_main([str(run), "--eval-tasks", "10"]) == 0
+    assert "memory" in capsys.readouterr().out
+
+
+def test_rl2_on_tabular_mdps_has_references(tmp_path):
+    result = train(tiny_config(
+        tmp_path, env="mdp-s4-a3-n2", env_kwargs=("num_train_tasks=200", "num_test_tasks=50"),
+        eval_tasks=50))
+    evaluation = result.evaluation
+    assert evaluation["episodes_per_trial"] == 2
+    assert "episode_length_curve" not in evaluation
+    references = evaluation["references"]
+    assert set(references) == {"oracle", "random", "psrl"}
+    assert references["oracle"]["mean_return"]["mean"] > references["random"]["mean_return"]["mean"]
+    assert references["oracle"]["exact_value"] == pytest.approx(
+        references["oracle"]["mean_return"]["mean"], abs=4 * references["oracle"]["mean_return"]["std"])
