@@ -1,10 +1,13 @@
-"""Slow: RL² learns to explore bandits better than Thompson sampling. Run with `pytest -m slow`."""
+"""Slow: RL² and the memory policy learn to explore bandits better than Thompson sampling.
+
+Run with `pytest -m slow`.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from agents import RL2, RL2Config
+from agents import RL2, MemoryAgent, MemoryConfig, RL2Config
 from envs import make_distribution
 from harness.evaluation import evaluate
 
@@ -23,3 +26,16 @@ def test_rl2_beats_thompson_sampling_on_bandits():
     # The adaptation curve rises: later pulls of a trial earn more than the first.
     curve = [point["mean"] for point in evaluation["adaptation_curve"]]
     assert curve[-1] > curve[0] + 0.15, curve
+
+
+@pytest.mark.slow
+def test_memory_policy_beats_thompson_sampling_on_bandits():
+    # About two minutes on 2 CPU cores: the memory policy's replay runs step by step, so it
+    # trains at about a quarter of RL²'s speed; 1M pulls reached 6.33 in a trial run.
+    distribution = make_distribution("bandit-k5-n10")
+    agent = MemoryAgent(distribution, MemoryConfig(), device="cpu", seed=0)
+    agent.learn(1_000_000)
+    evaluation = evaluate(agent, "memory", distribution, num_tasks=5000, seed=0)
+    memory = evaluation["mean_return"]
+    thompson = evaluation["references"]["thompson"]["mean_return"]
+    assert memory["ci_low"] > thompson["ci_high"] + 0.2, (memory, thompson)

@@ -45,6 +45,8 @@ def test_train_script_help_lists_flags_with_units():
     assert "--total-timesteps" in result.stdout
     assert "env steps" in result.stdout
     assert "--rl2.learning-rate" in result.stdout
+    assert "--memory.memory-slots" in result.stdout
+    assert "--env-kwargs" in result.stdout
 
 
 @pytest.mark.slow
