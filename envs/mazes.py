@@ -65,13 +65,13 @@ def _check_size(size: int) -> None:
 def _check_window(window: int, size: int) -> None:
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
         raise TypeError(f"window must be an int, got {window!r}")
+    if window < 1:
+        raise ValueError(f"window {window} must be a positive odd number, such as 3 or 5")
     if window % 2 == 0:
         raise ValueError(
             f"window {window} must be odd so that the agent sits at its centre; "
-            f"use {window - 1} or {window + 1}"
+            f"use {max(window - 1, 1)} or {window + 1}"
         )
-    if window < 1:
-        raise ValueError(f"window {window} must be at least 1")
     side = size + 2
     if window > side:
         raise ValueError(

@@ -179,7 +179,8 @@ def _unique_tasks(
         if len(tasks) == num_tasks:
             return tasks
     raise ValueError(
-        f"{distribution.name}: could not draw {num_tasks} tasks outside the other split after "
-        f"{max_rounds} rounds (got {len(tasks)}); the family may have fewer distinct tasks. "
-        "Lower num_train_tasks or num_test_tasks."
+        f"{distribution.name}: could not draw {num_tasks} distinct tasks outside the other split "
+        f"after {max_rounds} rounds, only {len(tasks)}; the family may have fewer distinct "
+        "tasks. Lower num_train_tasks or num_test_tasks (on the command line, for example "
+        "--env-kwargs num_test_tasks=50), or choose a larger family."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ def train_main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if result.interrupted:
-        return 130
+        # The shell's convention for a process stopped by a signal: 130 for SIGINT, 143 for SIGTERM.
+        return 128 + (result.stop_signal or signal.SIGINT)
     print()
     print(format_table(result.evaluation))
     print(f"\nRun folder: {result.run.path} (config.json, metrics.jsonl, checkpoints/, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from agents.device import resolve_device
 from agents.memory import MemoryConfig
-from agents.registry import agent_entry
+from agents.registry import AGENTS, agent_entry
 from agents.rl2 import RL2Config
 from envs.registry import make_distribution
 from envs.tasks import TaskDistribution
@@ -37,13 +38,14 @@ class TrainConfig:
     """Agent to train: rl2 (a GRU policy) or memory (a controller with an external memory);
     their hyperparameters are the --rl2.* and --memory.* flags."""
     total_timesteps: int = 5_000_000
-    """Training budget in env steps (pulls, for bandits), counted from the start of the run."""
+    """Training budget in env steps (pulls, for bandits), counted from the start of the run and
+    rounded up to whole rollouts."""
     seed: int = 0
     """Seed of the run; split into independent streams for tasks, envs, init and sampling."""
     device: str = "auto"
     """auto (GPU when CUDA is available), cpu, or cuda (fails when CUDA is not available)."""
     run_name: str | None = None
-    """Name of the run folder under runs_dir; default {agent}-{env}-seed{seed}."""
+    """Name of the run folder under --runs-dir; default {agent}-{env}-seed{seed}."""
     runs_dir: Path = Path("runs")
     """Folder that contains the run folders."""
     resume: bool = False
@@ -134,9 +136,9 @@ class TrainConfig:
         except TypeError as error:
             raise ValueError(
                 f"--env-kwargs {' '.join(self.env_kwargs)} does not fit {self.env}: {error}. "
-                "See the distribution's class docstring for its settings."
+                f"The valid keys are: {', '.join(_distribution_keys(self.env))}."
             ) from error
-        self.agent_config().validate()
+        self._validate_agent_settings()
         for name in ("total_timesteps", "checkpoint_interval"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -160,3 +162,29 @@ class TrainConfig:
                 "and '-', starting with a letter or digit"
             )
         return distribution
+
+    def _validate_agent_settings(self) -> None:
+        """Check the chosen agent's settings, naming flags, and reject flags of other agents."""
+        config = self.agent_config()
+        try:
+            config.validate()
+        except ValueError as error:
+            message = str(error)
+            for config_field in dataclasses.fields(config):
+                flag = f"--{self.agent}.{config_field.name.replace('_', '-')}"
+                message = re.sub(rf"\b{config_field.name}\b", flag, message)
+            raise ValueError(message) from error
+        for name in AGENTS:
+            if name != self.agent and getattr(self, name) != AGENTS[name].config_class():
+                raise ValueError(
+                    f"--{name}.* flags were given, but the agent is {self.agent}, which reads only "
+                    f"--{self.agent}.* flags; pass --agent {name} or move the settings to "
+                    f"--{self.agent}.*"
+                )
+
+
+def _distribution_keys(env: str) -> list[str]:
+    """Return the keyword arguments the distribution class behind ``env`` accepts."""
+    distribution_class = type(make_distribution(env))
+    parameters = inspect.signature(distribution_class.__init__).parameters
+    return [name for name in parameters if name != "self"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -30,12 +32,14 @@ class TrainResult:
         agent: the trained agent.
         evaluation: the contents of ``evaluation.json``; None when training was interrupted.
         interrupted: training stopped on Ctrl-C or SIGTERM after writing a checkpoint.
+        stop_signal: the signal number that stopped training, when interrupted.
     """
 
     run: RunDirectory
     agent: Any
     evaluation: dict[str, Any] | None
     interrupted: bool
+    stop_signal: int | None = None
 
 
 class _StopRequest:
@@ -46,6 +50,7 @@ class _StopRequest:
 
     def __init__(self):
         self.requested = False
+        self.signal_number: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
@@ -64,6 +69,7 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal_number = signum
         logger.warning("stop requested (signal %d): finishing this update and writing a "
                        "checkpoint; send it again to stop at once", signum)
 
@@ -120,12 +126,12 @@ def train(config: TrainConfig) -> TrainResult:
             agent.load_training_state(run.load_checkpoint(agent.device))
             tracker.truncate_after(agent.num_timesteps)
             logger.info("resumed %s at %d env steps", run.name, agent.num_timesteps)
-        interrupted = _learn(agent, config, run, tracker)
-        if interrupted:
+        stop_signal = _learn(agent, config, run, tracker)
+        if stop_signal is not None:
             print(f"Interrupted at {agent.num_timesteps} env steps; checkpoint saved. Continue "
-                  f"with: python scripts/train.py --resume --run-name {run.name} "
+                  f"with: {_python_command()} scripts/train.py --resume --run-name {run.name} "
                   f"--runs-dir {config.runs_dir}")
-            return TrainResult(run, agent, None, True)
+            return TrainResult(run, agent, None, True, stop_signal)
 
         agent.save(run.model_path)
         tracker.log_model(run.model_path, name=f"{run.name}-model")
@@ -137,8 +143,18 @@ def train(config: TrainConfig) -> TrainResult:
     return TrainResult(run, agent, evaluation, False)
 
 
-def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> bool:
-    """Run ``agent.learn`` with logging, checkpoints and a progress bar; True if interrupted."""
+def _python_command() -> str:
+    """Return the running interpreter as a user would type it, relative when it is below cwd."""
+    relative = os.path.relpath(sys.executable)
+    return sys.executable if relative.startswith("..") else relative
+
+
+def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> int | None:
+    """Run ``agent.learn`` with logging, checkpoints and a progress bar.
+
+    Returns:
+        The number of the signal that interrupted training, or None when it finished.
+    """
     from tqdm.auto import tqdm
 
     recent_returns: deque[float] = deque(maxlen=20)
@@ -171,7 +187,7 @@ def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> b
             agent.learn(config.total_timesteps, callback=callback)
         finally:
             bar.close()
-    return stop.requested
+    return stop.signal_number
 
 
 def _evaluation_metrics(evaluation: dict[str, Any]) -> dict[str, float]:

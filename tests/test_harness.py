@@ -154,7 +154,7 @@ def assert_same_run(reference: Path, resumed: Path) -> None:
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, sig):
     total = 8000
     reference = uninterrupted_reference(tmp_path, total)
@@ -165,8 +165,9 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, sig):
     wait_for_checkpoint(run / "checkpoints" / "latest.pt", process)
     process.send_signal(sig)
     output, _ = communicate(process, timeout=120)
-    if sig == signal.SIGINT:
-        assert process.returncode == 130, output
+    if sig != signal.SIGKILL:
+        # 130 after SIGINT, 143 after SIGTERM, as a shell reports a process stopped by them.
+        assert process.returncode == 128 + sig, output
         assert "--resume --run-name cut" in output
     assert not (run / "model.pt").exists(), "the run finished before the signal arrived"
 
@@ -228,8 +229,12 @@ def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
         (["--env", "bandit-k5-n0"], r"at least one pull \(n >= 1\), got n=0"),
         (["--env", "no_such_module:make"], "cannot import module 'no_such_module'"),
         (["--env", "a:b:c"], "malformed custom environment path 'a:b:c'"),
-        (["--rl2.learning-rate", "0"], "learning_rate must be a positive finite number"),
-        (["--rl2.minibatch-size", "7"], "minibatch_size 7 must divide the rollout"),
+        (["--rl2.learning-rate", "0"], "--rl2.learning-rate must be a positive finite number"),
+        (["--rl2.minibatch-size", "7"],
+         r"--rl2.minibatch-size 7 must divide the rollout of --rl2.num-envs \* --rl2.num-steps"),
+        (["--agent", "memory", "--rl2.num-envs", "64"],
+         r"--rl2.\* flags were given, but the agent is memory"),
+        (["--memory.memory-slots", "8"], r"--memory.\* flags were given, but the agent is rl2"),
         (["--total-timesteps", "0"], "--total-timesteps must be a positive integer"),
         (["--eval-tasks", "20000"], r"--eval-tasks must lie in \[1, 10000\]"),
         (["--torch-threads", "0"], "--torch-threads must be a positive integer, got 0"),
@@ -240,11 +245,12 @@ def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
         (["--env", "mdp-s1-a5-n10"], "at least 2 states, got num_states=1"),
         (["--env", "mdp-s10-a1-n10"], "at least 2 actions, got num_actions=1"),
         (["--env-kwargs", "window"], "invalid --env-kwargs item 'window'; write KEY=VALUE"),
-        (["--env-kwargs", "colour=3"], "--env-kwargs colour=3 does not fit bandit-k5-n10"),
+        (["--env-kwargs", "colour=3"],
+         "--env-kwargs colour=3 does not fit bandit-k5-n10.*valid keys.*num_test_tasks"),
         (["--agent", "memory", "--memory.memory-slots", "0"],
-         "memory_slots must be a positive integer, got 0"),
+         "--memory.memory-slots must be a positive integer, got 0"),
         (["--agent", "memory", "--memory.memory-width", "-1"],
-         "memory_width must be a positive integer, got -1"),
+         "--memory.memory-width must be a positive integer, got -1"),
     ],
 )
 def test_bad_input_is_rejected_before_training(tmp_path, capsys, flags, message):

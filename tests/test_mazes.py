@@ -747,7 +747,7 @@ def test_split_seed_changes_tasks():
 def test_split_small_size_too_few_layouts():
     # Size 3 has only 4 layouts, so 5 distinct meta-test layouts cannot exist.
     distribution = MazeDistribution(size=3, window=3, num_train_tasks=10, num_test_tasks=5)
-    with pytest.raises(ValueError, match=r"could not draw 5 tasks"):
+    with pytest.raises(ValueError, match=r"could not draw 5 distinct tasks"):
         distribution.meta_split()
 
 
@@ -834,7 +834,8 @@ def test_bad_size_registry():
         (9, 4, r"window 4 must be odd.*use 3 or 5"),
         (9, 13, r"window 13 is larger than the grid.*at most 11"),
         (3, 7, r"window 7 is larger .*at most 5"),
-        (9, -1, r"window -1 must be at least 1"),
+        (9, -1, r"window -1 must be a positive odd number"),
+        (9, 0, r"window 0 must be a positive odd number, such as 3 or 5"),
     ],
 )
 def test_bad_window(size, window, message):
