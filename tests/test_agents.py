@@ -124,13 +124,8 @@ def test_hidden_state_zero_exactly_at_trial_starts():
     assert torch.all(reset[carried].abs().sum(-1) > 0)
 
 
-@pytest.mark.parametrize("sequence_length, minibatch_size", [(7, 7), (7, 21), (1, 3)])
-def test_replay_ratio_is_one_before_update(sequence_length, minibatch_size):
-    # 3 envs, 7-step rollouts, 4-pull trials: trials start mid-rollout and mid-sequence,
-    # and minibatches hold an odd number of steps.
-    config = tiny_config(num_envs=3, num_steps=7, sequence_length=sequence_length,
-                         minibatch_size=minibatch_size)
-    agent = RL2(small_distribution(), config, "cpu", seed=2)
+def assert_replay_matches_rollout(agent, sequence_length: int, minibatch_size: int) -> None:
+    """Replay a fresh rollout in shuffled minibatches; log-probs and values must match."""
     collect_one_rollout(agent)
     rollout = collect_one_rollout(agent)
     batch = split_sequences(rollout, sequence_length)
@@ -143,6 +138,16 @@ def test_replay_ratio_is_one_before_update(sequence_length, minibatch_size):
         ratio = (log_probs - minibatch.log_probs).exp()
         assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-6, rtol=0)
         assert torch.allclose(values, minibatch.values, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("sequence_length, minibatch_size", [(7, 7), (7, 21), (1, 3)])
+def test_replay_ratio_is_one_before_update(sequence_length, minibatch_size):
+    # 3 envs, 7-step rollouts, 4-pull trials: trials start mid-rollout and mid-sequence,
+    # and minibatches hold an odd number of steps.
+    config = tiny_config(num_envs=3, num_steps=7, sequence_length=sequence_length,
+                         minibatch_size=minibatch_size)
+    agent = RL2(small_distribution(), config, "cpu", seed=2)
+    assert_replay_matches_rollout(agent, sequence_length, minibatch_size)
 
 
 def test_split_sequences_regroups_time_and_envs():

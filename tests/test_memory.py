@@ -7,15 +7,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_agents import assert_replay_matches_rollout, collect_one_rollout
 
-from agents import MemoryAgent, MemoryConfig, compute_gae, load_agent, reset_recurrent_state
+from agents import MemoryAgent, MemoryConfig, load_agent, reset_recurrent_state
 from agents.memory_network import (
     MemoryActorCritic,
     content_read_weights,
     least_used_weights,
     lrua_write,
 )
-from agents.ppo import evaluate_sequences, split_sequences
 from envs import make_distribution
 
 
@@ -28,16 +28,6 @@ def tiny_config(**overrides) -> MemoryConfig:
 
 def small_distribution():
     return make_distribution("bandit-k3-n4", num_train_tasks=64, num_test_tasks=16)
-
-
-def collect_one_rollout(agent: MemoryAgent):
-    collector = agent._ensure_collector()
-    rollout, _ = collector.collect(agent.policy, agent.config.num_steps)
-    rollout.advantages, rollout.returns = compute_gae(
-        rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
-        agent.config.gamma, agent.config.gae_lambda,
-    )
-    return rollout
 
 
 # --------------------------------------------------------------------------- memory operations
@@ -146,21 +136,11 @@ def test_memory_cleared_at_trial_starts_only():
 @pytest.mark.parametrize("controller", ["gru", "lstm"])
 @pytest.mark.parametrize("sequence_length, minibatch_size", [(7, 7), (1, 3)])
 def test_replay_ratio_is_one_before_update(controller, sequence_length, minibatch_size):
+    # As for RL²: trials start mid-rollout and mid-sequence, and minibatches are odd.
     config = tiny_config(num_envs=3, num_steps=7, sequence_length=sequence_length,
                          minibatch_size=minibatch_size, controller=controller, num_reads=2)
     agent = MemoryAgent(small_distribution(), config, "cpu", seed=2)
-    collect_one_rollout(agent)
-    rollout = collect_one_rollout(agent)
-    batch = split_sequences(rollout, sequence_length)
-    order = torch.randperm(batch.obs.shape[1])
-    per_minibatch = minibatch_size // sequence_length
-    for start in range(0, batch.obs.shape[1], per_minibatch):
-        minibatch = batch.select(order[start:start + per_minibatch])
-        with torch.no_grad():
-            log_probs, values, _ = evaluate_sequences(agent.policy, minibatch)
-        ratio = (log_probs - minibatch.log_probs).exp()
-        assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-6, rtol=0)
-        assert torch.allclose(values, minibatch.values, atol=1e-6, rtol=0)
+    assert_replay_matches_rollout(agent, sequence_length, minibatch_size)
 
 
 def test_unroll_equals_step_by_step():
