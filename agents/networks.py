@@ -86,32 +86,52 @@ def make_policy_head(action_space: gym.Space, input_size: int) -> CategoricalHea
 
 
 class RecurrentActorCritic(nn.Module):
-    """Observation encoder, GRU cell, and policy and value heads on the GRU's output.
+    """Observation encoder, GRU, and policy and value heads on the GRU's output.
+
+    With ``separate_critic`` the value head gets its own encoder and GRU, so the value loss
+    does not shape the state the policy reads; the recurrent state is then the actor's GRU
+    state followed by the critic's.
 
     Args:
         observation_dim: width of the trial observation.
         action_space: Discrete (categorical head) or 1-D Box (Gaussian head).
         hidden_size: width of the encoder and of the GRU state.
+        separate_critic: give the value head its own encoder and GRU.
     """
 
-    def __init__(self, observation_dim: int, action_space: gym.Space, hidden_size: int = 128):
+    def __init__(
+        self,
+        observation_dim: int,
+        action_space: gym.Space,
+        hidden_size: int = 128,
+        separate_critic: bool = False,
+    ):
         super().__init__()
         self.head = make_policy_head(action_space, hidden_size)
         self.observation_dim = int(observation_dim)
         self.hidden_size = int(hidden_size)
+        self.separate_critic = bool(separate_critic)
         # Width of the flat recurrent state that rollouts store and the reset clears.
-        self.state_size = self.hidden_size
-        self.encoder = nn.Sequential(
-            orthogonal_linear(nn.Linear(observation_dim, hidden_size), math.sqrt(2)), nn.Tanh()
-        )
+        self.state_size = self.hidden_size * (2 if self.separate_critic else 1)
+        self.encoder = _make_encoder(observation_dim, hidden_size)
         # nn.GRU rather than nn.GRUCell: the replay runs whole segments through its fused
         # kernel, and one step of it gives the same numbers as one step of the cell.
         self.gru = nn.GRU(hidden_size, hidden_size)
+        if self.separate_critic:
+            self.critic_encoder = _make_encoder(observation_dim, hidden_size)
+            self.critic_gru = nn.GRU(hidden_size, hidden_size)
         self.critic = orthogonal_linear(nn.Linear(hidden_size, 1), 1.0)
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
-        """Return the zero state, shape ``(batch_size, hidden_size)``."""
-        return torch.zeros(batch_size, self.hidden_size, device=device)
+        """Return the zero state, shape ``(batch_size, state_size)``."""
+        return torch.zeros(batch_size, self.state_size, device=device)
+
+    def _trunks(self) -> list[tuple[nn.Module, nn.GRU]]:
+        """Return the (encoder, GRU) pairs: the actor's, then the critic's when it has one."""
+        trunks = [(self.encoder, self.gru)]
+        if self.separate_critic:
+            trunks.append((self.critic_encoder, self.critic_gru))
+        return trunks
 
     def step(
         self, obs: torch.Tensor, state: torch.Tensor
@@ -120,19 +140,24 @@ class RecurrentActorCritic(nn.Module):
 
         Args:
             obs: ``(batch, observation_dim)``.
-            state: ``(batch, hidden_size)``, after :func:`agents.recurrent.reset_recurrent_state`.
+            state: ``(batch, state_size)``, after :func:`agents.recurrent.reset_recurrent_state`.
 
         Returns:
             ``(policy_params, value, next_state)``: head parameters ``(batch, ...)``,
-            value ``(batch,)`` and the next state ``(batch, hidden_size)``.
+            value ``(batch,)`` and the next state ``(batch, state_size)``.
         """
         if obs.shape[-1] != self.observation_dim:
             raise ValueError(
                 f"expected observations of width {self.observation_dim}, got shape {tuple(obs.shape)}"
             )
-        output, next_state = self.gru(self.encoder(obs)[None], state[None])
-        output = output[0]
-        return self.head(output), self.critic(output).squeeze(-1), next_state[0]
+        trunks = self._trunks()
+        outputs, next_states = [], []
+        for (encoder, gru), part in zip(trunks, state.chunk(len(trunks), dim=-1)):
+            output, next_part = gru(encoder(obs)[None], part.contiguous()[None])
+            outputs.append(output[0])
+            next_states.append(next_part[0])
+        next_state = next_states[0] if len(trunks) == 1 else torch.cat(next_states, dim=-1)
+        return self.head(outputs[0]), self.critic(outputs[-1]).squeeze(-1), next_state
 
     def unroll(
         self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor
@@ -140,30 +165,41 @@ class RecurrentActorCritic(nn.Module):
         """Run stored sequences, resetting the state where ``trial_start`` is set.
 
         Equivalent to calling :func:`reset_recurrent_state` and :meth:`step` at every step,
-        but the GRU runs each segment between trial starts as one fused call. Finding the
+        but each GRU runs each segment between trial starts as one fused call. Finding the
         segments reads the mask back to the host once per call.
 
         Args:
             obs: ``(seq_len, batch, observation_dim)``.
-            state: ``(batch, hidden_size)``, the state before the first step's reset.
+            state: ``(batch, state_size)``, the state before the first step's reset.
             trial_start: ``(seq_len, batch)`` bool.
 
         Returns:
             ``(policy_params, values, final_state)``: ``(seq_len, batch, ...)``,
-            ``(seq_len, batch)`` and ``(batch, hidden_size)``.
+            ``(seq_len, batch)`` and ``(batch, state_size)``.
         """
         seq_len = obs.shape[0]
-        features = self.encoder(obs)
+        trunks = self._trunks()
+        features = [encoder(obs) for encoder, _ in trunks]
         reset_steps = (trial_start[1:].any(dim=1).nonzero().flatten() + 1).tolist()
         bounds = [0, *reset_steps, seq_len]
-        outputs = []
+        outputs: list[list[torch.Tensor]] = [[] for _ in trunks]
         for start, stop in zip(bounds[:-1], bounds[1:]):
             state = reset_recurrent_state(state, trial_start[start])
-            output, final = self.gru(features[start:stop], state[None])
-            outputs.append(output)
-            state = final[0]
-        output = torch.cat(outputs)
-        return self.head(output), self.critic(output).squeeze(-1), state
+            finals = []
+            for index, ((_, gru), part) in enumerate(zip(trunks, state.chunk(len(trunks), dim=-1))):
+                output, final = gru(features[index][start:stop], part.contiguous()[None])
+                outputs[index].append(output)
+                finals.append(final[0])
+            state = finals[0] if len(trunks) == 1 else torch.cat(finals, dim=-1)
+        actor_output = torch.cat(outputs[0])
+        critic_output = torch.cat(outputs[-1])
+        return self.head(actor_output), self.critic(critic_output).squeeze(-1), state
+
+
+def _make_encoder(observation_dim: int, hidden_size: int) -> nn.Sequential:
+    return nn.Sequential(
+        orthogonal_linear(nn.Linear(observation_dim, hidden_size), math.sqrt(2)), nn.Tanh()
+    )
 
 
 def clip_action(action_space: gym.Space, actions: np.ndarray) -> np.ndarray:

@@ -20,6 +20,10 @@ class RL2Config(TrialPPOConfig):
     ``num_steps`` of at least one trial and usually a wider GRU.
     """
 
+    separate_critic: bool = False
+    """Give the value function its own encoder and GRU instead of sharing the policy's, so
+    that the value loss does not shape the state the policy reads (doubles the state)."""
+
 
 class RL2(TrialAgent):
     """RL² agent: a GRU policy whose state persists across the episodes of a trial.
@@ -46,4 +50,5 @@ class RL2(TrialAgent):
     display_name = "RL²"
 
     def build_policy(self, observation_dim: int, action_space: gym.Space) -> RecurrentActorCritic:
-        return RecurrentActorCritic(observation_dim, action_space, self.config.hidden_size)
+        return RecurrentActorCritic(observation_dim, action_space, self.config.hidden_size,
+                                    separate_critic=self.config.separate_critic)

@@ -140,12 +140,13 @@ def assert_replay_matches_rollout(agent, sequence_length: int, minibatch_size: i
         assert torch.allclose(values, minibatch.values, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("separate_critic", [False, True])
 @pytest.mark.parametrize("sequence_length, minibatch_size", [(7, 7), (7, 21), (1, 3)])
-def test_replay_ratio_is_one_before_update(sequence_length, minibatch_size):
+def test_replay_ratio_is_one_before_update(sequence_length, minibatch_size, separate_critic):
     # 3 envs, 7-step rollouts, 4-pull trials: trials start mid-rollout and mid-sequence,
     # and minibatches hold an odd number of steps.
     config = tiny_config(num_envs=3, num_steps=7, sequence_length=sequence_length,
-                         minibatch_size=minibatch_size)
+                         minibatch_size=minibatch_size, separate_critic=separate_critic)
     agent = RL2(small_distribution(), config, "cpu", seed=2)
     assert_replay_matches_rollout(agent, sequence_length, minibatch_size)
 
@@ -327,3 +328,23 @@ def test_load_rejects_non_pickle_file(tmp_path):
     path.write_text("# not a model\n")
     with pytest.raises(ValueError, match="is not a model or checkpoint file written by AdaptRL"):
         RL2.load(path)
+
+
+def test_separate_critic_has_its_own_state_and_gradients():
+    net = RecurrentActorCritic(3, gym.spaces.Discrete(2), hidden_size=4, separate_critic=True)
+    assert net.state_size == 8
+    obs = torch.randn(5, 2, 3)
+    trial_start = torch.zeros(5, 2, dtype=torch.bool)
+    params, values, final = net.unroll(obs, net.initial_state(2), trial_start)
+    assert final.shape == (2, 8)
+    # The value loss reaches only the critic's encoder and GRU, never the policy's.
+    values.sum().backward()
+    assert net.gru.weight_ih_l0.grad is None
+    assert net.encoder[0].weight.grad is None
+    assert net.critic_gru.weight_ih_l0.grad.abs().sum() > 0
+    # Step by step gives the same numbers as the fused replay.
+    state = net.initial_state(2)
+    for t in range(5):
+        step_params, value, state = net.step(obs[t], state)
+        assert torch.allclose(step_params, params[t], atol=1e-6)
+        assert torch.allclose(value, values[t], atol=1e-6)
