@@ -89,7 +89,7 @@ class RecurrentActorCritic(nn.Module):
     """Observation encoder, GRU, and policy and value heads on the GRU's output.
 
     With ``separate_critic`` the value head gets its own encoder and GRU, so the value loss
-    does not shape the state the policy reads; the recurrent state is then the actor's GRU
+    does not shape the state the policy reads. The recurrent state is then the actor's GRU
     state followed by the critic's.
 
     Args:
