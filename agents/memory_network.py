@@ -16,7 +16,6 @@ zero state is an empty memory.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -24,7 +23,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.networks import make_policy_head, orthogonal_linear
+from agents.networks import (
+    check_observation_width,
+    make_encoder,
+    make_policy_head,
+    orthogonal_linear,
+)
 from agents.recurrent import reset_recurrent_state
 
 CONTROLLERS = ("gru", "lstm")
@@ -97,7 +101,7 @@ def lrua_write(
 
 @dataclass(frozen=True)
 class MemoryLayout:
-    """Where each part of the memory state sits in the flat state vector, in this order.
+    """Offsets of the memory state's parts in the flat state vector, in this order.
 
     Attributes:
         controller: GRU state, or LSTM hidden and cell states, ``controller`` floats.
@@ -149,8 +153,8 @@ class MemoryActorCritic(nn.Module):
     """Observation encoder, recurrent controller with an external memory, policy and value heads.
 
     At each step the controller takes the encoded observation and the previous step's read
-    vectors; its output sets each head's read key, key strength, write vector and write
-    gate. The heads see the controller output and this step's read vectors.
+    vectors. Its output sets each head's read key, key strength, write vector and write gate.
+    The heads see the controller output and this step's read vectors.
 
     Args:
         observation_dim: width of the trial observation.
@@ -185,9 +189,7 @@ class MemoryActorCritic(nn.Module):
         self.state_size = self.layout.state_size
 
         read_size = num_reads * width
-        self.encoder = nn.Sequential(
-            orthogonal_linear(nn.Linear(observation_dim, hidden_size), math.sqrt(2)), nn.Tanh()
-        )
+        self.encoder = make_encoder(observation_dim, hidden_size)
         cell = nn.GRUCell if controller == "gru" else nn.LSTMCell
         self.controller = cell(hidden_size + read_size, hidden_size)
         # Per head: read key (width), key strength (1), write vector (width), write gate (1).
@@ -212,10 +214,7 @@ class MemoryActorCritic(nn.Module):
             ``(policy_params, value, next_state)``: head parameters ``(batch, ...)``,
             value ``(batch,)`` and the next state ``(batch, state_size)``.
         """
-        if obs.shape[-1] != self.observation_dim:
-            raise ValueError(
-                f"expected observations of width {self.observation_dim}, got shape {tuple(obs.shape)}"
-            )
+        check_observation_width(obs, self.observation_dim)
         batch = obs.shape[0]
         layout = self.layout
         controller_state, memory, usage, read_weights, reads = layout.unpack(state)
@@ -244,8 +243,8 @@ class MemoryActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run stored sequences step by step, clearing the memory where ``trial_start`` is set.
 
-        The reads feed the next controller input, so there is no fused multi-step kernel;
-        each step is exactly :func:`reset_recurrent_state` followed by :meth:`step`, as in
+        The reads feed the next controller input, so there is no fused multi-step kernel.
+        Each step is exactly :func:`reset_recurrent_state` followed by :meth:`step`, as in
         the rollout.
 
         Args:

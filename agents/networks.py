@@ -113,12 +113,12 @@ class RecurrentActorCritic(nn.Module):
         self.separate_critic = bool(separate_critic)
         # Width of the flat recurrent state that rollouts store and the reset clears.
         self.state_size = self.hidden_size * (2 if self.separate_critic else 1)
-        self.encoder = _make_encoder(observation_dim, hidden_size)
+        self.encoder = make_encoder(observation_dim, hidden_size)
         # nn.GRU rather than nn.GRUCell: the replay runs whole segments through its fused
         # kernel, and one step of it gives the same numbers as one step of the cell.
         self.gru = nn.GRU(hidden_size, hidden_size)
         if self.separate_critic:
-            self.critic_encoder = _make_encoder(observation_dim, hidden_size)
+            self.critic_encoder = make_encoder(observation_dim, hidden_size)
             self.critic_gru = nn.GRU(hidden_size, hidden_size)
         self.critic = orthogonal_linear(nn.Linear(hidden_size, 1), 1.0)
 
@@ -146,10 +146,7 @@ class RecurrentActorCritic(nn.Module):
             ``(policy_params, value, next_state)``: head parameters ``(batch, ...)``,
             value ``(batch,)`` and the next state ``(batch, state_size)``.
         """
-        if obs.shape[-1] != self.observation_dim:
-            raise ValueError(
-                f"expected observations of width {self.observation_dim}, got shape {tuple(obs.shape)}"
-            )
+        check_observation_width(obs, self.observation_dim)
         trunks = self._trunks()
         outputs, next_states = [], []
         for (encoder, gru), part in zip(trunks, state.chunk(len(trunks), dim=-1)):
@@ -196,10 +193,19 @@ class RecurrentActorCritic(nn.Module):
         return self.head(actor_output), self.critic(critic_output).squeeze(-1), state
 
 
-def _make_encoder(observation_dim: int, hidden_size: int) -> nn.Sequential:
+def make_encoder(observation_dim: int, hidden_size: int) -> nn.Sequential:
+    """Build the observation encoder the recurrent policies share: a linear layer and tanh."""
     return nn.Sequential(
         orthogonal_linear(nn.Linear(observation_dim, hidden_size), math.sqrt(2)), nn.Tanh()
     )
+
+
+def check_observation_width(obs: torch.Tensor, observation_dim: int) -> None:
+    """Raise ValueError when the last axis of ``obs`` is not ``observation_dim`` wide."""
+    if obs.shape[-1] != observation_dim:
+        raise ValueError(
+            f"expected observations of width {observation_dim}, got shape {tuple(obs.shape)}"
+        )
 
 
 def clip_action(action_space: gym.Space, actions: np.ndarray) -> np.ndarray:

@@ -61,4 +61,4 @@ def load_agent(path: str | Path, device: str | torch.device = "auto") -> tuple[s
         if entry.agent_class.save_format == data_format:
             return name, entry.agent_class.load(path, device=device)
     known = ", ".join(entry.agent_class.save_format for entry in AGENTS.values())
-    raise ValueError(f"{path} holds format {data_format!r}, not a model of a known agent ({known})")
+    raise ValueError(f"{path} has format {data_format!r}, which is not a model of a known agent ({known})")

@@ -39,7 +39,7 @@ Callback = Callable[["TrialAgent", dict[str, float]], "bool | None"]
 class TrialPPOConfig:
     """Hyperparameters shared by the recurrent agents trained with PPO over trials.
 
-    The defaults were tuned for RL² on ``bandit-k5-n10`` (trials of 10 steps); longer trials
+    The defaults were tuned for RL² on ``bandit-k5-n10`` (trials of 10 steps). Longer trials
     want ``num_steps`` of at least one trial and usually a wider recurrent state.
     """
 

@@ -438,8 +438,8 @@ class TabularMDPDistribution(TaskDistribution):
     A trial is ``episodes_per_trial`` episodes of ``horizon`` steps on one MDP, each from state 0.
 
     Each task takes about 2.3 kB with 10 states and 5 actions, so the default split of 20,000
-    meta-train and 2,000 meta-test tasks keeps about 52 MB (measured with tracemalloc: 62 MB
-    at the peak while drawing, 0.3 s on a 2-core AMD EPYC VM). Memory grows linearly with
+    meta-train and 2,000 meta-test tasks keeps about 52 MB. tracemalloc measured 62 MB at the
+    peak while drawing, which took 0.3 s on a 2-core AMD EPYC VM. Memory grows linearly with
     the task count and with S²A.
 
     Args:

@@ -1,4 +1,4 @@
-"""What a reference returns, and which references apply to which task distribution."""
+"""Reference results and the registry of reference runners per task-distribution class."""
 
 from __future__ import annotations
 
