@@ -1,4 +1,4 @@
-"""AdaptRL agents: RL², the memory-augmented policy, reference policies, and shared parts."""
+"""AdaptRL agents: RL², MAML-PPO, the memory-augmented policy, references, and shared parts."""
 
 import envs as _envs
 
@@ -11,6 +11,7 @@ if not getattr(_envs, "__adaptrl__", False):
 
 from agents.device import resolve_device  # noqa: E402
 from agents.gae import compute_gae  # noqa: E402
+from agents.maml import MAMLPPO, MAMLConfig  # noqa: E402
 from agents.memory import MemoryAgent, MemoryConfig  # noqa: E402
 from agents.recurrent import reset_recurrent_state  # noqa: E402
 from agents.registry import AGENTS, agent_entry, load_agent, make_agent  # noqa: E402
@@ -23,6 +24,8 @@ __adaptrl__ = True
 
 __all__ = [
     "AGENTS",
+    "MAMLPPO",
+    "MAMLConfig",
     "RL2",
     "MemoryAgent",
     "MemoryConfig",

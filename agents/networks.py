@@ -213,3 +213,16 @@ def clip_action(action_space: gym.Space, actions: np.ndarray) -> np.ndarray:
     if isinstance(action_space, gym.spaces.Box):
         return np.clip(actions, action_space.low, action_space.high)
     return actions
+
+
+def clip_action_tensor(action_space: gym.Space, actions: torch.Tensor) -> torch.Tensor:
+    """Clip Gaussian samples into a Box action space on the device; Discrete passes through.
+
+    Rollouts store the unclipped sample, so that its log-probability is that of the
+    distribution that drew it; only the environment sees the clipped action.
+    """
+    if not isinstance(action_space, gym.spaces.Box):
+        return actions
+    low = torch.as_tensor(np.asarray(action_space.low), dtype=actions.dtype, device=actions.device)
+    high = torch.as_tensor(np.asarray(action_space.high), dtype=actions.dtype, device=actions.device)
+    return torch.maximum(torch.minimum(actions, high), low)

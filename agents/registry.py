@@ -1,4 +1,4 @@
-"""Agent names for the scripts and the harness: ``--agent rl2`` or ``--agent memory``."""
+"""Agent names for the scripts and the harness: ``--agent rl2``, ``memory`` or ``maml-ppo``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from agents.maml import MAMLPPO, MAMLConfig
 from agents.memory import MemoryAgent, MemoryConfig
 from agents.rl2 import RL2, RL2Config
 from agents.serialization import load_file
@@ -28,7 +29,16 @@ AGENTS: dict[str, AgentEntry] = {
         MemoryAgent, MemoryConfig,
         "memory-augmented policy: controller with an external LRUA memory, PPO over trials",
     ),
+    "maml-ppo": AgentEntry(
+        MAMLPPO, MAMLConfig,
+        "MAML-PPO: MLP policy adapted by policy-gradient steps, PPO's clipped outer loss",
+    ),
 }
+
+
+def config_field(name: str) -> str:
+    """Return the TrainConfig field holding agent ``name``'s settings (``maml-ppo`` -> ``maml_ppo``)."""
+    return name.replace("-", "_")
 
 
 def agent_entry(name: str) -> AgentEntry:

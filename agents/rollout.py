@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.networks import RecurrentActorCritic
+from agents.networks import RecurrentActorCritic, clip_action_tensor
 from agents.recurrent import reset_recurrent_state
 from envs.batched import BatchedTrialEnv
 from envs.trial import NonFiniteError
@@ -148,7 +148,7 @@ class RolloutCollector:
         params, value, self.hidden = policy.step(self.obs, hidden)
         action = head.sample(params, self.generator)
         log_prob = head.log_prob(params, action)
-        result = env.step(action)
+        result = env.step(clip_action_tensor(env.action_space, action))
 
         # A truncated trial bootstraps from V of its real final observation, computed from the
         # state before any reset. Trials of fixed length never truncate, so they skip this pass.

@@ -20,7 +20,7 @@ import torch
 
 from agents.device import resolve_device
 from agents.gae import compute_gae
-from agents.networks import clip_action
+from agents.networks import clip_action, clip_action_tensor
 from agents.ppo import PPOSettings, ppo_update
 from agents.recurrent import reset_recurrent_state
 from agents.rollout import RolloutCollector
@@ -267,6 +267,14 @@ class TrialAgent:
             self._collector = RolloutCollector(env, self.policy.state_size, self._sampling)
         return self._collector
 
+    def close(self) -> None:
+        """Close the training environments (MuJoCo worker processes, where there are any)."""
+        if self._collector is not None:
+            close = getattr(self._collector.env.base, "close", None)
+            if callable(close):
+                close()
+            self._collector = None
+
     # ----------------------------------------------------------------------------- acting
 
     @torch.no_grad()
@@ -350,7 +358,11 @@ class TrialAgent:
             base = self.distribution.make_batched_env(len(chunk), self.device, env_generator)
             env = BatchedTrialEnv(base, [tasks[i] for i in chunk], params[chunk.start:chunk.stop],
                                   episodes, name=self.distribution.name)
-            chunk_returns, chunk_lengths = self._run_one_trial(env, sampling, deterministic)
+            try:
+                chunk_returns, chunk_lengths = self._run_one_trial(env, sampling, deterministic)
+            finally:
+                if hasattr(base, "close"):
+                    base.close()
             returns.append(chunk_returns)
             lengths.append(chunk_lengths)
         if return_lengths:
@@ -375,7 +387,7 @@ class TrialAgent:
             hidden = reset_recurrent_state(hidden, trial_start)
             params, _, hidden = self.policy.step(obs, hidden)
             actions = head.mode(params) if deterministic else head.sample(params, sampling)
-            result = env.step(actions)
+            result = env.step(clip_action_tensor(env.action_space, actions))
             running = ~finished
             returns[rows, result.episode_index] += result.reward.double() * running
             lengths[rows, result.episode_index] += running.long()
@@ -393,7 +405,7 @@ class TrialAgent:
             {
                 "format": self.save_format,
                 "config": dataclasses.asdict(self.config),
-                "distribution": _distribution_spec(self.distribution),
+                "distribution": distribution_spec(self.distribution),
                 "seed": self.seed,
                 "num_timesteps": self.num_timesteps,
                 "policy": self.policy.state_dict(),
@@ -422,7 +434,7 @@ class TrialAgent:
                 f"expected {cls.save_format!r}); load it with agents.load_agent(path)"
             )
         if distribution is None:
-            distribution = _rebuild_distribution(data["distribution"], path)
+            distribution = rebuild_distribution(data["distribution"], path)
         agent = cls(distribution, cls.config_class(**data["config"]), device=device,
                     seed=data["seed"])
         agent.policy.load_state_dict(data["policy"])
@@ -435,7 +447,7 @@ class TrialAgent:
         return {
             "format": self.save_format,
             "config": dataclasses.asdict(self.config),
-            "distribution": _distribution_spec(self.distribution),
+            "distribution": distribution_spec(self.distribution),
             "seed": self.seed,
             "num_timesteps": self.num_timesteps,
             "num_updates": self.num_updates,
@@ -486,7 +498,7 @@ def _gather_metrics(trial_stats, update_stats: dict[str, torch.Tensor]) -> dict[
     return metrics
 
 
-def _distribution_spec(distribution: TaskDistribution) -> dict[str, Any]:
+def distribution_spec(distribution: TaskDistribution) -> dict[str, Any]:
     return {
         "registry_name": distribution.registry_name,
         "registry_kwargs": distribution.registry_kwargs,
@@ -494,7 +506,7 @@ def _distribution_spec(distribution: TaskDistribution) -> dict[str, Any]:
     }
 
 
-def _rebuild_distribution(spec: dict[str, Any], path) -> TaskDistribution:
+def rebuild_distribution(spec: dict[str, Any], path) -> TaskDistribution:
     if spec.get("registry_name") is None:
         raise ValueError(
             f"{path} was saved from a task distribution built outside the registry "

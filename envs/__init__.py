@@ -5,30 +5,77 @@ import gymnasium as gym
 from envs import families as _families  # noqa: F401  (registers the built-in families)
 from envs.bandits import BanditDistribution, BanditEnv, BanditTask, BatchedBanditEnv
 from envs.batched import BatchedEnv, BatchedTrialEnv, TrialStep
+from envs.locomotion import (
+    AntDir2DDistribution,
+    AntDirDistribution,
+    AntDirEnv,
+    AntGoalDistribution,
+    AntGoalEnv,
+    HalfCheetahDirDistribution,
+    HalfCheetahDirEnv,
+    HalfCheetahVelDistribution,
+    HalfCheetahVelEnv,
+    LocomotionDistribution,
+    LocomotionEnv,
+)
+from envs.locomotion_tasks import (
+    AntDir2DTask,
+    AntDirTask,
+    AntGoalTask,
+    HalfCheetahDirTask,
+    HalfCheetahVelTask,
+)
 from envs.mazes import BatchedMazeEnv, MazeDistribution, MazeEnv, MazeTask
+from envs.navigation import (
+    BatchedNavigationEnv,
+    Navigation2DDistribution,
+    Navigation2DEnv,
+    Navigation2DTask,
+)
 from envs.registry import known_names, make_distribution, register_family
 from envs.tabular import BatchedTabularEnv, MDPTask, TabularMDPDistribution, TabularMDPEnv
 from envs.tasks import SPLITS, MetaSplit, Task, TaskDistribution
 from envs.trial import NonFiniteError, TrialWrapper, check_finite
+from envs.vector import VectorBatchedEnv
 
 # Marks this package as AdaptRL's own; other distributions also install a top-level `envs`.
 __adaptrl__ = True
 
 __all__ = [
     "SPLITS",
+    "AntDir2DDistribution",
+    "AntDir2DTask",
+    "AntDirDistribution",
+    "AntDirEnv",
+    "AntDirTask",
+    "AntGoalDistribution",
+    "AntGoalEnv",
+    "AntGoalTask",
     "BanditDistribution",
     "BanditEnv",
     "BanditTask",
     "BatchedBanditEnv",
     "BatchedEnv",
     "BatchedMazeEnv",
+    "BatchedNavigationEnv",
     "BatchedTabularEnv",
     "BatchedTrialEnv",
+    "HalfCheetahDirDistribution",
+    "HalfCheetahDirEnv",
+    "HalfCheetahDirTask",
+    "HalfCheetahVelDistribution",
+    "HalfCheetahVelEnv",
+    "HalfCheetahVelTask",
+    "LocomotionDistribution",
+    "LocomotionEnv",
     "MDPTask",
     "MazeDistribution",
     "MazeEnv",
     "MazeTask",
     "MetaSplit",
+    "Navigation2DDistribution",
+    "Navigation2DEnv",
+    "Navigation2DTask",
     "NonFiniteError",
     "Task",
     "TabularMDPEnv",
@@ -36,6 +83,7 @@ __all__ = [
     "TaskDistribution",
     "TrialStep",
     "TrialWrapper",
+    "VectorBatchedEnv",
     "check_finite",
     "known_names",
     "make_distribution",
@@ -53,9 +101,14 @@ def make_trial_env(
 
 
 for _env_id, _entry_point, _kwargs in (
+    ("adaptrl/AntDir-v0", "envs.locomotion:AntDirEnv", {}),
+    ("adaptrl/AntGoal-v0", "envs.locomotion:AntGoalEnv", {}),
     ("adaptrl/BernoulliBandit-v0", "envs.bandits:BanditEnv", {"reward": "bernoulli"}),
     ("adaptrl/GaussianBandit-v0", "envs.bandits:BanditEnv", {"reward": "gaussian"}),
+    ("adaptrl/HalfCheetahDir-v0", "envs.locomotion:HalfCheetahDirEnv", {}),
+    ("adaptrl/HalfCheetahVel-v0", "envs.locomotion:HalfCheetahVelEnv", {}),
     ("adaptrl/Maze-v0", "envs.mazes:MazeEnv", {}),
+    ("adaptrl/Navigation2D-v0", "envs.navigation:Navigation2DEnv", {}),
     ("adaptrl/TabularMDP-v0", "envs.tabular:TabularMDPEnv", {}),
     ("adaptrl/Trials-v0", "envs:make_trial_env", {}),
 ):

@@ -221,6 +221,9 @@ class BanditDistribution(TaskDistribution):
         means = rng.uniform(0.0, 1.0, size=(num_tasks, self.num_arms)).astype(np.float32)
         return [BanditTask(tuple(row.tolist())) for row in means]
 
+    def episode_step_limit(self) -> int:
+        return 1  # one pull per inner episode
+
     def task_params(self, tasks) -> np.ndarray:
         """Return the arm means of ``tasks`` as an array of shape ``(num_tasks, num_arms)``."""
         return np.asarray([task.arm_means for task in tasks], dtype=np.float32)

@@ -63,6 +63,11 @@ class TaskDistribution(ABC):
     Subclasses implement :meth:`sample_tasks`, :meth:`make_env` and set ``name`` and
     ``episodes_per_trial``; cheap families also implement :meth:`make_batched_env`.
 
+    A family with only a few tasks (HalfCheetahDir's two directions) has no task to hold
+    out. It returns them from :meth:`finite_tasks`: meta-train is then every task, and
+    meta-test cycles through them ``num_test_tasks`` times, each a fresh adaptation with its
+    own noise, as in the MAML paper's direction experiments.
+
     Args:
         num_train_tasks: size of the meta-train set. Large by default, so that training sees
             practically the whole prior.
@@ -75,6 +80,9 @@ class TaskDistribution(ABC):
     # True where inner episodes end at different steps (a maze ends at its goal), so that
     # meta-test also reports the steps of each inner episode.
     episode_length_varies: bool = False
+    # True where make_batched_env steps simulator processes (MuJoCo) rather than torch
+    # tensors, so that agents keep the number of envs stepped at once near the core count.
+    simulator_backed: bool = False
 
     def __init__(self, num_train_tasks: int, num_test_tasks: int, split_seed: int = 0):
         for label, value in (("num_train_tasks", num_train_tasks), ("num_test_tasks", num_test_tasks)):
@@ -114,6 +122,21 @@ class TaskDistribution(ABC):
             "environments instead"
         )
 
+    def episode_step_limit(self) -> int:
+        """Return the most steps one inner episode can last: its horizon or time limit."""
+        for name in ("horizon", "max_episode_steps"):
+            value = getattr(self, name, None)
+            if isinstance(value, int):
+                return value
+        raise NotImplementedError(
+            f"{self.name} sets neither horizon nor max_episode_steps; override "
+            "episode_step_limit() to say how long an inner episode can last"
+        )
+
+    def finite_tasks(self) -> tuple[Task, ...] | None:
+        """Return every task of a family too small to hold tasks out; None for the rest."""
+        return None
+
     @property
     def has_batched_env(self) -> bool:
         return type(self).make_batched_env is not TaskDistribution.make_batched_env
@@ -133,8 +156,13 @@ class TaskDistribution(ABC):
 
         Test tasks come from the first child stream of ``SeedSequence(split_seed)`` and
         train tasks from the second. A train task whose key equals a test task's is dropped
-        and redrawn, so the two sets are disjoint by construction.
+        and redrawn, so the two sets are disjoint by construction. Families with
+        :meth:`finite_tasks` are the exception described in the class docstring.
         """
+        if self._split is None and self.finite_tasks() is not None:
+            every = tuple(self.finite_tasks())
+            test = tuple(every[i % len(every)] for i in range(self.num_test_tasks))
+            self._split = MetaSplit(train=every, test=test, seed=self.split_seed)
         if self._split is None:
             test_seq, train_seq = np.random.SeedSequence(self.split_seed).spawn(2)
             test = _unique_tasks(self, np.random.default_rng(test_seq), self.num_test_tasks, set())

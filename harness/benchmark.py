@@ -40,6 +40,7 @@ import torch
 import tyro
 
 from agents.device import resolve_device
+from agents.maml import MAMLConfig
 from agents.rl2 import RL2, RL2Config
 from envs.registry import make_distribution
 from envs.tasks import Task, TaskDistribution
@@ -146,6 +147,15 @@ class BenchmarkConfig:
     """Hyperparameters of AdaptRL's RL²."""
     peer: PeerConfig = field(default_factory=PeerConfig)
     """Settings of sb3-contrib's RecurrentPPO."""
+    maml: bool = False
+    """Instead of the RL² benchmark, measure the throughput of MAML-PPO's meta-iteration on
+    navigation-2d beside the same meta-iteration run as a per-task loop (--skip-peer drops the
+    loop). Uses --seed, --device, --torch-threads, --warmup-updates and --maml-iterations."""
+    maml_iterations: int = 5
+    """Meta-iterations timed per learner with --maml (each samples meta_batch_size x
+    rollouts_per_task x 100 steps per adaptation step and once more after adapting)."""
+    maml_ppo: MAMLConfig = field(default_factory=MAMLConfig)
+    """Hyperparameters of MAML-PPO for --maml."""
 
     @property
     def cap_seconds(self) -> float:
@@ -980,15 +990,22 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     config = tyro.cli(BenchmarkConfig, args=argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        distribution = config.validate()
-        with logging_redirect_tqdm():
-            report = run_benchmark(config, distribution)
+        if config.maml:
+            report = _run_maml(config)
+        else:
+            distribution = config.validate()
+            with logging_redirect_tqdm():
+                report = run_benchmark(config, distribution)
     except (ValueError, TypeError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     json_report = _finite_or_none(report)
     if config.json:
         print(json.dumps(json_report, indent=2, allow_nan=False))
+    elif config.maml:
+        from harness.maml_benchmark import format_maml_report
+
+        print("\n".join(format_maml_report(report) + [""] + _format_machine(report)))
     else:
         print(format_report(report))
     if config.json_file is not None:
@@ -998,6 +1015,27 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             print(f"error: failed to write --json-file {config.json_file}: {error}", file=sys.stderr)
             return 1
     return 0
+
+
+def _run_maml(config: BenchmarkConfig) -> dict[str, Any]:
+    """Check the --maml settings, then measure both MAML-PPO meta-iterations."""
+    from harness.maml_benchmark import run_maml_benchmark
+
+    _check_integer("maml_iterations", config.maml_iterations, minimum=1)
+    _check_integer("warmup_updates", config.warmup_updates, minimum=0)
+    _check_integer("seed", config.seed, minimum=0)
+    config.maml_ppo.validate()
+    device = str(resolve_device(config.device))
+    if config.torch_threads is not None:
+        _check_integer("torch_threads", config.torch_threads, minimum=1)
+        torch.set_num_threads(config.torch_threads)
+    load_at_start = _load_average()
+    report = run_maml_benchmark(config.maml_ppo, device, config.seed, config.warmup_updates,
+                                config.maml_iterations, config.skip_peer)
+    report["machine"] = {**machine_facts(device), "load_average_at_start": load_at_start}
+    report["seeds"] = {"training": config.seed, "eval": "not used (no evaluation)",
+                       "meta_split": make_distribution("navigation-2d").split_seed}
+    return report
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.device import resolve_device
+from agents.maml import MAMLConfig
 from agents.memory import MemoryConfig
-from agents.registry import AGENTS, agent_entry
+from agents.registry import AGENTS, agent_entry, config_field
 from agents.rl2 import RL2Config
 from envs.registry import make_distribution
 from envs.tasks import TaskDistribution
@@ -35,8 +36,9 @@ class TrainConfig:
     """Settings of the task distribution as KEY=VALUE pairs, for example window=3
     max_episode_steps=50 for mazes, horizon=5 for tabular MDPs, or num_test_tasks=500."""
     agent: str = "rl2"
-    """Agent to train: rl2 (a GRU policy) or memory (a controller with an external memory);
-    their hyperparameters are the --rl2.* and --memory.* flags."""
+    """Agent to train: rl2 (a GRU policy), memory (a controller with an external memory) or
+    maml-ppo (gradient-based adaptation); their hyperparameters are the --rl2.*, --memory.*
+    and --maml-ppo.* flags."""
     total_timesteps: int = 5_000_000
     """Training budget in env steps (pulls, for bandits), counted from the start of the run and
     rounded up to whole rollouts."""
@@ -77,6 +79,8 @@ class TrainConfig:
     """Hyperparameters of the rl2 agent."""
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     """Hyperparameters of the memory agent."""
+    maml_ppo: MAMLConfig = field(default_factory=MAMLConfig)
+    """Hyperparameters of the maml-ppo agent."""
 
     def resolved_run_name(self) -> str:
         return self.run_name or f"{self.agent}-{self.env.replace(':', '.')}-seed{self.seed}"
@@ -85,7 +89,7 @@ class TrainConfig:
         return Path(self.runs_dir) / self.resolved_run_name()
 
     def agent_config(self):
-        return getattr(self, self.agent)
+        return getattr(self, config_field(self.agent))
 
     def distribution_kwargs(self) -> dict[str, Any]:
         """Parse ``env_kwargs`` into keyword arguments; values are Python literals or strings."""
@@ -118,6 +122,10 @@ class TrainConfig:
             raise ValueError(f"unknown config keys {unknown}; valid keys are {sorted(known)}")
         data["rl2"] = RL2Config(**data.get("rl2", {}))
         data["memory"] = MemoryConfig(**data.get("memory", {}))
+        maml = dict(data.get("maml_ppo", {}))
+        if "hidden_sizes" in maml:
+            maml["hidden_sizes"] = tuple(maml["hidden_sizes"])  # a JSON list in config.json
+        data["maml_ppo"] = MAMLConfig(**maml)
         data["runs_dir"] = Path(data.get("runs_dir", "runs"))
         data["wandb_tags"] = tuple(data.get("wandb_tags", ()))
         data["env_kwargs"] = tuple(data.get("env_kwargs", ()))
@@ -170,12 +178,18 @@ class TrainConfig:
             config.validate()
         except ValueError as error:
             message = str(error)
-            for config_field in dataclasses.fields(config):
-                flag = f"--{self.agent}.{config_field.name.replace('_', '-')}"
-                message = re.sub(rf"\b{config_field.name}\b", flag, message)
+            for setting in dataclasses.fields(config):
+                flag = f"--{self.agent}.{setting.name.replace('_', '-')}"
+                message = re.sub(rf"\b{setting.name}\b", flag, message)
             raise ValueError(message) from error
+        if self.eval_deterministic and getattr(AGENTS[self.agent].agent_class, "adaptation_unit",
+                                               "") == "adaptation step":
+            raise ValueError(
+                f"--eval-deterministic does not apply to {self.agent}, which adapts from sampled "
+                "trajectories at meta-test; drop the flag"
+            )
         for name in AGENTS:
-            if name != self.agent and getattr(self, name) != AGENTS[name].config_class():
+            if name != self.agent and getattr(self, config_field(name)) != AGENTS[name].config_class():
                 raise ValueError(
                     f"--{name}.* flags were given, but the agent is {self.agent}, which reads only "
                     f"--{self.agent}.* flags; pass --agent {name} or move the settings to "

@@ -49,24 +49,55 @@ def describe_returns(per_episode: np.ndarray, lengths: np.ndarray | None = None)
     return result
 
 
+def describe_adaptation(
+    curve: np.ndarray, lengths: np.ndarray | None, trained_steps: int
+) -> dict[str, Any]:
+    """Summarize ``(num_tasks, num_steps + 1)`` returns after 0, 1, ... adaptation steps.
+
+    Returns:
+        ``adaptation_curve`` (the mean episode return after each adaptation step, with CI),
+        ``mean_return``: its point at ``trained_steps``, the number of steps the agent was
+        trained to take, and with ``lengths`` the ``episode_length_curve``.
+    """
+    result = {
+        "mean_return": summarize(curve[:, trained_steps]),
+        "adaptation_curve": [summarize(curve[:, i]) for i in range(curve.shape[1])],
+    }
+    if lengths is not None:
+        result["episode_length_curve"] = [summarize(lengths[:, i]) for i in range(lengths.shape[1])]
+    return result
+
+
 def reference_returns(
-    distribution: TaskDistribution, tasks: Sequence[Task], seed: int
+    distribution: TaskDistribution, tasks: Sequence[Task], seed: int, per_episode: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Run every reference policy that applies to ``distribution`` on ``tasks``.
+
+    Args:
+        per_episode: summarize each task's mean episode return instead of its trial return,
+            the scale of an agent whose curve is indexed by adaptation step.
 
     Returns:
         For each reference name, :func:`describe_returns` of its per-episode returns (and
         steps, for families whose episodes vary in length), plus ``exact_value`` where the
-        reference's expected return is known in closed form.
+        reference's expected return is known in closed form. With ``per_episode``, only
+        ``mean_return``, ``exact_value`` divided by the episodes of a trial, and
+        ``episode_length``.
     """
     from agents.references import run_references
 
     results: dict[str, dict[str, Any]] = {}
     for name, reference in run_references(distribution, tasks, seed).items():
         lengths = reference.lengths if distribution.episode_length_varies else None
-        results[name] = describe_returns(reference.returns, lengths)
+        if per_episode:
+            results[name] = {"mean_return": summarize(reference.returns.mean(axis=1))}
+            if lengths is not None:
+                results[name]["episode_length"] = summarize(lengths.mean(axis=1))
+        else:
+            results[name] = describe_returns(reference.returns, lengths)
         if reference.exact_value is not None:
-            results[name]["exact_value"] = reference.exact_value
+            scale = reference.returns.shape[1] if per_episode else 1
+            results[name]["exact_value"] = reference.exact_value / scale
     return results
 
 
@@ -87,25 +118,39 @@ def evaluate(
     tasks = distribution.meta_split().test
     if num_tasks is not None:
         tasks = tasks[:num_tasks]
-    per_episode, lengths = agent.meta_test(tasks, seed=seed, deterministic=deterministic,
-                                           return_lengths=True)
+    unit = getattr(agent, "adaptation_unit", "inner episode")
+    curve, lengths = agent.meta_test(tasks, seed=seed, deterministic=deterministic,
+                                     return_lengths=True)
+    if not distribution.episode_length_varies:
+        lengths = None
     result: dict[str, Any] = {
         "agent": agent_name,
         "env": distribution.name,
         "split": "meta-test",
         "num_tasks": len(tasks),
-        "episodes_per_trial": distribution.episodes_per_trial,
+        "adaptation_unit": unit,
         "seed": seed,
         "deterministic": deterministic,
         "num_timesteps": int(getattr(agent, "num_timesteps", 0)),
-        **describe_returns(per_episode, lengths if distribution.episode_length_varies else None),
-        "references": reference_returns(distribution, tasks, seed) if references else {},
     }
+    if unit == "adaptation step":
+        result["rollouts_per_step"] = agent.config.rollouts_per_task
+        result["trained_adaptation_steps"] = agent.config.num_adaptation_steps
+        result.update(describe_adaptation(curve, lengths, agent.config.num_adaptation_steps))
+    else:
+        result["episodes_per_trial"] = distribution.episodes_per_trial
+        result.update(describe_returns(curve, lengths))
+    result["references"] = (
+        reference_returns(distribution, tasks, seed, per_episode=unit == "adaptation step")
+        if references else {}
+    )
     return result
 
 
 def format_table(evaluation: dict[str, Any]) -> str:
-    """Render an evaluation as a plain-text table of mean trial returns with 95% CIs."""
+    """Render an evaluation as a plain-text table of mean returns with 95% CIs."""
+    if evaluation.get("adaptation_unit") == "adaptation step":
+        return _format_adaptation_steps(evaluation)
     rows = [(evaluation["agent"], evaluation["mean_return"])]
     rows += [(name, ref["mean_return"]) for name, ref in evaluation["references"].items()]
     best = evaluation["references"].get("bayes-optimal", {}).get("exact_value")
@@ -147,3 +192,25 @@ def _format_episode_lengths(evaluation: dict[str, Any]) -> list[str]:
             line += f"{curve[1]['mean'] / curve[0]['mean']:>13.1%}"
         lines.append(line)
     return lines
+
+
+def _format_adaptation_steps(evaluation: dict[str, Any]) -> str:
+    """Render the return after each adaptation step, then the references' episode returns."""
+    curve = evaluation["adaptation_curve"]
+    lines = [
+        f"Meta-test on {evaluation['num_tasks']} held-out tasks of {evaluation['env']} "
+        f"(seed {evaluation['seed']}), {evaluation['rollouts_per_step']} episodes per task and "
+        "adaptation step",
+        f"{'policy':<22}{'mean episode return':>21}{'95% CI':>22}",
+    ]
+    lines.append("-" * len(lines[-1]))
+    for index, stats in enumerate(curve):
+        trained = "  (trained)" if index == evaluation["trained_adaptation_steps"] else ""
+        interval = f"[{stats['ci_low']:.3f}, {stats['ci_high']:.3f}]"
+        label = f"{evaluation['agent']}, {index} step{'' if index == 1 else 's'}"
+        lines.append(f"{label:<22}{stats['mean']:>21.3f}{interval:>22}{trained}")
+    for name, reference in evaluation["references"].items():
+        stats = reference["mean_return"]
+        interval = f"[{stats['ci_low']:.3f}, {stats['ci_high']:.3f}]"
+        lines.append(f"{name:<22}{stats['mean']:>21.3f}{interval:>22}")
+    return "\n".join(lines)

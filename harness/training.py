@@ -135,8 +135,14 @@ def train(config: TrainConfig) -> TrainResult:
 
         agent.save(run.model_path)
         tracker.log_model(run.model_path, name=f"{run.name}-model")
-        evaluation = evaluate(agent, config.agent, distribution, config.eval_tasks,
-                              config.eval_seed, config.eval_deterministic)
+        try:
+            evaluation = evaluate(agent, config.agent, distribution, config.eval_tasks,
+                                  config.eval_seed, config.eval_deterministic)
+        finally:
+            # MAML-PPO on MuJoCo holds vector-env worker processes; the agent reopens them
+            # if it is used again.
+            if hasattr(agent, "close"):
+                agent.close()
         run.write_evaluation(evaluation)
         tracker.log_evaluation(evaluation)
         tracker.log(_evaluation_metrics(evaluation), step=agent.num_timesteps)
@@ -158,6 +164,10 @@ def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> i
     from tqdm.auto import tqdm
 
     recent_returns: deque[float] = deque(maxlen=20)
+    # The bar shows the mean of a metric over recent updates: the trial return for agents
+    # that adapt within a trial, the post-adaptation return for MAML.
+    progress_metric = getattr(agent, "progress_metric", "rollout/mean_trial_return")
+    progress_label = progress_metric.rsplit("/", 1)[-1].removeprefix("mean_")
     next_checkpoint = (agent.num_timesteps // config.checkpoint_interval + 1) * config.checkpoint_interval
     start = time.perf_counter()
     start_steps = agent.num_timesteps
@@ -170,13 +180,13 @@ def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> i
         metrics["time/elapsed_seconds"] = time.perf_counter() - start
         metrics["time/mean_steps_per_second"] = (steps - start_steps) / metrics["time/elapsed_seconds"]
         tracker.log(metrics, step=steps)
-        trial_return = metrics.get("rollout/mean_trial_return", math.nan)
-        if math.isfinite(trial_return):
-            recent_returns.append(trial_return)
+        recent = metrics.get(progress_metric, math.nan)
+        if math.isfinite(recent):
+            recent_returns.append(recent)
         bar.total = max(bar.total, steps)  # the last rollout may overshoot the budget
         bar.update(steps - bar.n)
         if recent_returns:
-            bar.set_postfix(trial_return=f"{sum(recent_returns) / len(recent_returns):.3f}")
+            bar.set_postfix({progress_label: f"{sum(recent_returns) / len(recent_returns):.3f}"})
         if steps >= next_checkpoint or stop.requested or steps >= config.total_timesteps:
             run.save_checkpoint(agent.training_state())
             next_checkpoint = (steps // config.checkpoint_interval + 1) * config.checkpoint_interval

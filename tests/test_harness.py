@@ -223,7 +223,7 @@ def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--agent", "dqn"], "unknown agent 'dqn'; choose one of: memory, rl2"),
+        (["--agent", "dqn"], "unknown agent 'dqn'; choose one of: maml-ppo, memory, rl2"),
         (["--env", "cartpole"], "unknown environment 'cartpole'.*bandit-k5-n10"),
         (["--env", "bandit-k1-n10"], r"at least 2 arms \(k >= 2\), got k=1"),
         (["--env", "bandit-k5-n0"], r"at least one pull \(n >= 1\), got n=0"),

@@ -14,10 +14,18 @@ from agents.references.bandits import (
 )
 from agents.references.base import ReferenceResult, register_references, run_references
 from agents.references.mazes import MAZE_REFERENCE_NAMES, maze_references, shortest_path_length
+from agents.references.navigation import (
+    NAVIGATION_REFERENCE_NAMES,
+    navigation_references,
+    oracle_action,
+    oracle_returns,
+    stand_still_returns,
+)
 from agents.references.tabular import TABULAR_REFERENCE_NAMES, tabular_references, value_iteration
 
 __all__ = [
     "MAZE_REFERENCE_NAMES",
+    "NAVIGATION_REFERENCE_NAMES",
     "REFERENCE_NAMES",
     "ReferenceResult",
     "ReferenceUnavailable",
@@ -25,10 +33,14 @@ __all__ = [
     "bandit_references",
     "bayes_optimal_value",
     "maze_references",
+    "navigation_references",
+    "oracle_action",
+    "oracle_returns",
     "register_references",
     "run_references",
     "shortest_path_length",
     "simulate_reference",
+    "stand_still_returns",
     "supported_references",
     "tabular_references",
     "value_iteration",
