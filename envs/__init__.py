@@ -34,6 +34,7 @@ from envs.navigation import (
 )
 from envs.registry import known_names, make_distribution, register_family
 from envs.tabular import BatchedTabularEnv, MDPTask, TabularMDPDistribution, TabularMDPEnv
+from envs.task_sampling import TaskSamplingEnv
 from envs.tasks import SPLITS, MetaSplit, Task, TaskDistribution
 from envs.trial import NonFiniteError, TrialWrapper, check_finite
 from envs.vector import VectorBatchedEnv
@@ -81,6 +82,7 @@ __all__ = [
     "TabularMDPEnv",
     "TabularMDPDistribution",
     "TaskDistribution",
+    "TaskSamplingEnv",
     "TrialStep",
     "TrialWrapper",
     "VectorBatchedEnv",

@@ -14,6 +14,7 @@ constants are in :mod:`envs.locomotion_tasks`.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import math
 import os
 import sys
@@ -53,6 +54,8 @@ from envs.vector import VectorBatchedEnv, usable_cpu_count
 
 MUJOCO_INSTALL_HINT = 'pip install -e ".[mujoco]"'
 
+logger = logging.getLogger(__name__)
+
 
 def import_gymnasium_mujoco():
     """Import and return the ``mujoco`` module and Gymnasium's v5 ``HalfCheetahEnv`` and ``AntEnv``.
@@ -73,7 +76,32 @@ def import_gymnasium_mujoco():
             f"({error}). Install AdaptRL's mujoco extra from the repository root: "
             f"{MUJOCO_INSTALL_HINT}"
         ) from error
+    _route_mujoco_warnings(mujoco)
     return mujoco, HalfCheetahEnv, AntEnv
+
+
+_SEEN_MUJOCO_WARNINGS: set[str] = set()
+
+
+def _route_mujoco_warnings(mujoco) -> None:
+    """Send MuJoCo's C-level warnings to this module's logger, each distinct text once.
+
+    MuJoCo's default handler prints to stderr and appends to ``MUJOCO_LOG.TXT`` in the working
+    directory. MuJoCo 4 warns that Gymnasium's model files use a deprecated compiler
+    attribute (``settotalmass``) every time a model is compiled, so a run with 64 envs would
+    print 64 copies and leave a log file in the user's folder. Divergence is still caught:
+    the check reads MuJoCo's warning counters in ``mjData``, which the handler does not touch.
+    """
+    if mujoco.get_mju_user_warning() is not None:
+        return  # the user (or an earlier call) installed a handler; keep it
+
+    def log_once(message: str) -> None:
+        text = message.strip()
+        if text not in _SEEN_MUJOCO_WARNINGS:
+            _SEEN_MUJOCO_WARNINGS.add(text)
+            logger.warning("MuJoCo: %s", text)
+
+    mujoco.set_mju_user_warning(log_once)
 
 
 def installed_version(package: str) -> str | None:

@@ -42,7 +42,7 @@ class TrainResult:
     stop_signal: int | None = None
 
 
-class _StopRequest:
+class StopRequest:
     """Turns the first SIGINT or SIGTERM into a request to stop at the next update boundary.
 
     A second signal raises KeyboardInterrupt at once, as usual.
@@ -53,7 +53,7 @@ class _StopRequest:
         self.signal_number: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopRequest:
+    def __enter__(self) -> StopRequest:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -129,7 +129,7 @@ def train(config: TrainConfig) -> TrainResult:
         stop_signal = _learn(agent, config, run, tracker)
         if stop_signal is not None:
             print(f"Interrupted at {agent.num_timesteps} env steps; checkpoint saved. Continue "
-                  f"with: {_python_command()} scripts/train.py --resume --run-name {run.name} "
+                  f"with: {python_command()} scripts/train.py --resume --run-name {run.name} "
                   f"--runs-dir {config.runs_dir}")
             return TrainResult(run, agent, None, True, stop_signal)
 
@@ -149,7 +149,7 @@ def train(config: TrainConfig) -> TrainResult:
     return TrainResult(run, agent, evaluation, False)
 
 
-def _python_command() -> str:
+def python_command() -> str:
     """Return the running interpreter as a user would type it, relative when it is below cwd."""
     relative = os.path.relpath(sys.executable)
     return sys.executable if relative.startswith("..") else relative
@@ -192,7 +192,7 @@ def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> i
             next_checkpoint = (steps // config.checkpoint_interval + 1) * config.checkpoint_interval
         return not stop.requested
 
-    with _StopRequest() as stop:
+    with StopRequest() as stop:
         try:
             agent.learn(config.total_timesteps, callback=callback)
         finally:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import RL2Config
+from agents import MAMLConfig, RL2Config
 from envs import make_distribution
 from harness.benchmark import (
     STOP_CAP,
@@ -284,3 +284,40 @@ def test_num_envs_list_measures_rl2_alone(capsys):
     assert [row[3] for row in rows] == ["8", "16"]
     assert "RecurrentPPO" not in table
     assert "Time to target" not in table
+
+
+def test_maml_benchmark_prints_both_learners(capsys):
+    argv = ["--maml", "--maml-iterations", "1", "--warmup-updates", "0", "--no-progress",
+            "--maml-ppo.meta-batch-size", "2", "--maml-ppo.rollouts-per-task", "2",
+            "--maml-ppo.num-epochs", "1", "--json"]
+    assert benchmark_main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    ours, loop = report["throughput"]["adaptrl_maml_ppo"], report["throughput"]["loop_maml_ppo"]
+    # 2 tasks x 2 episodes x 100 steps, before and after one adaptation step.
+    assert ours["env_steps"] == loop["env_steps"] == 800
+    assert report["throughput_ratio"] == pytest.approx(ours["steps_per_second"] / loop["steps_per_second"])
+
+
+def test_maml_loop_peer_adapts_like_the_vmapped_agent():
+    """The peer differs in execution only: its per-task adaptation equals the batched one."""
+    from agents.maml_objective import adapt, make_task_batch
+    from agents.maml_sampler import sample_trajectories
+    from harness.maml_benchmark import LoopMAML
+
+    config = MAMLConfig(meta_batch_size=2, rollouts_per_task=3, hidden_sizes=(8,))
+    peer = LoopMAML(config, seed=0)
+    agent = peer.agent
+    task_params = agent._train_params[:2]
+    theta = {k: v.detach() for k, v in agent.meta_parameters().items()}
+    stacked = {k: v[None].expand(2, *v.shape) for k, v in theta.items()}
+    sample = sample_trajectories(agent._training_env(), agent.policy, stacked, task_params, 3, 100,
+                                 torch.Generator().manual_seed(0))
+    batch = make_task_batch(sample, config.gamma, config.gae_lambda)
+    batched = adapt(agent.policy, theta, batch, config.inner_learning_rate, False, shared=True)
+    for task in range(2):
+        one = type(batch)(*(getattr(batch, f)[task:task + 1] for f in
+                            ("obs", "actions", "old_log_probs", "advantages", "mask")))
+        looped = peer._adapt(theta, one, create_graph=False)
+        for name in theta:
+            torch.testing.assert_close(looped[name], batched[name][task], rtol=1e-5, atol=1e-6)
+    peer.close()

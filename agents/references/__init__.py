@@ -13,6 +13,12 @@ from agents.references.bandits import (
     supported_references,
 )
 from agents.references.base import ReferenceResult, register_references, run_references
+from agents.references.locomotion import (
+    LOCOMOTION_REFERENCE_NAMES,
+    load_oracle_record,
+    locomotion_references,
+    zero_action_result,
+)
 from agents.references.mazes import MAZE_REFERENCE_NAMES, maze_references, shortest_path_length
 from agents.references.navigation import (
     NAVIGATION_REFERENCE_NAMES,
@@ -24,6 +30,7 @@ from agents.references.navigation import (
 from agents.references.tabular import TABULAR_REFERENCE_NAMES, tabular_references, value_iteration
 
 __all__ = [
+    "LOCOMOTION_REFERENCE_NAMES",
     "MAZE_REFERENCE_NAMES",
     "NAVIGATION_REFERENCE_NAMES",
     "REFERENCE_NAMES",
@@ -32,6 +39,8 @@ __all__ = [
     "TABULAR_REFERENCE_NAMES",
     "bandit_references",
     "bayes_optimal_value",
+    "load_oracle_record",
+    "locomotion_references",
     "maze_references",
     "navigation_references",
     "oracle_action",
@@ -44,4 +53,5 @@ __all__ = [
     "supported_references",
     "tabular_references",
     "value_iteration",
+    "zero_action_result",
 ]
