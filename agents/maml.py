@@ -29,8 +29,8 @@ from agents.maml_sampler import Params, Trajectories, policy_forward, sample_tra
 from agents.mlp_policy import POLICY_KINDS, MLPPolicy, resolve_policy_kind
 from agents.networks import clip_action
 from agents.seeding import SeedStreams
-from agents.serialization import atomic_save, load_file
-from agents.trial_agent import distribution_spec, rebuild_distribution
+from agents.serialization import atomic_save
+from agents.trial_agent import distribution_spec, read_model_file
 from envs.tasks import Task, TaskDistribution
 from envs.vector import usable_cpu_count
 
@@ -90,6 +90,14 @@ class MAMLConfig:
     """Adaptation steps measured at meta-test (the curve has this many points plus one)."""
     eval_tasks_per_batch: int = 100
     """Held-out tasks adapted at once at meta-test."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MAMLConfig:
+        """Rebuild a config from ``dataclasses.asdict`` output or JSON (lists for tuples)."""
+        data = dict(data)
+        if "hidden_sizes" in data:
+            data["hidden_sizes"] = tuple(data["hidden_sizes"])
+        return cls(**data)
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and how to fix it."""
@@ -252,8 +260,8 @@ class MAMLPPO:
         order = torch.randperm(self._train_params.shape[0], device=self.device,
                                generator=self._task_generator)
         task_params = self._train_params[order[:config.meta_batch_size]]
-        batches, trajectories = self._sample_and_adapt(self._training_env(), task_params,
-                                                       config.num_adaptation_steps, self._sampling)
+        batches, trajectories, _ = self._sample_and_adapt(
+            self._training_env(), task_params, config.num_adaptation_steps, self._sampling)
         post_batch = batches.pop()
         sampled = time.perf_counter()
 
@@ -295,21 +303,32 @@ class MAMLPPO:
             metrics["train/log_std"] = float(self.policy.head.log_std.detach().mean())
         return metrics
 
-    def _sample_and_adapt(self, env, task_params: torch.Tensor, num_steps: int, generator):
+    def _sample_and_adapt(
+        self, env, task_params: torch.Tensor, num_steps: int, generator, greedy: bool = False
+    ):
         """Sample, then adapt, ``num_steps`` times, then sample once more.
 
+        Args:
+            greedy: also run each step's parameters with their most likely actions, on as many
+                episodes, to measure them without exploration noise.
+
         Returns:
-            ``(batches, trajectories)``: the loss inputs and the raw trajectories of steps
-            0..num_steps (the last one is the post-adaptation sample).
+            ``(batches, trajectories, greedy_trajectories)``: the loss inputs, the sampled
+            trajectories of steps 0..num_steps (the last one is the post-adaptation sample),
+            and the greedy ones (an empty list without ``greedy``).
         """
         config = self.config
         params = _stack(self.meta_parameters(), task_params.shape[0])
-        batches, trajectories = [], []
+        batches, trajectories, greedy_trajectories = [], [], []
         for step in range(num_steps + 1):
             sample = sample_trajectories(env, self.policy, params, task_params,
                                          config.rollouts_per_task, self.max_episode_steps,
                                          generator)
             trajectories.append(sample)
+            if greedy:
+                greedy_trajectories.append(sample_trajectories(
+                    env, self.policy, params, task_params, config.rollouts_per_task,
+                    self.max_episode_steps, generator, deterministic=True))
             batches.append(make_task_batch(sample, config.gamma, config.gae_lambda,
                                            config.normalize_advantages))
             if step < num_steps:
@@ -317,7 +336,7 @@ class MAMLPPO:
                 params = {k: v.detach() for k, v in adapt(
                     self.policy, params, batches[-1], config.inner_learning_rate,
                     first_order=True, shared=False).items()}
-        return batches, trajectories
+        return batches, trajectories, greedy_trajectories
 
     # ----------------------------------------------------------------------------- meta-test
 
@@ -335,7 +354,8 @@ class MAMLPPO:
         Args:
             tasks: held-out tasks.
             seed: seed of the environment noise and action sampling.
-            deterministic: not supported, since adaptation needs sampled trajectories.
+            deterministic: measure each adapted policy with its most likely actions. The
+                adaptation itself still learns from sampled episodes, as it must.
             batch_size: tasks adapted at once; default ``eval_tasks_per_batch``.
             return_lengths: also return the mean episode length of each step.
             num_steps: adaptation steps; default ``eval_adaptation_steps``.
@@ -345,11 +365,6 @@ class MAMLPPO:
             ``rollouts_per_task`` episodes after 0, 1, ... adaptation steps; with
             ``return_lengths``, the pair ``(returns, lengths)``.
         """
-        if deterministic:
-            raise ValueError(
-                "MAML-PPO adapts from sampled trajectories, so meta-test cannot act greedily; "
-                "drop --eval-deterministic"
-            )
         num_steps = self.config.eval_adaptation_steps if num_steps is None else int(num_steps)
         batch_size = batch_size or self.config.eval_tasks_per_batch
         streams = SeedStreams.from_seed(seed)
@@ -364,7 +379,9 @@ class MAMLPPO:
             if not reuse:
                 env = self.distribution.make_batched_env(self._rows(chunk.shape[0]), self.device,
                                                          env_generator)
-            _, samples = self._sample_and_adapt(env, chunk, num_steps, sampling)
+            _, sampled, greedy = self._sample_and_adapt(env, chunk, num_steps, sampling,
+                                                        greedy=deterministic)
+            samples = greedy if deterministic else sampled
             returns.append(torch.stack([s.episode_returns().mean(1) for s in samples], 1))
             lengths.append(torch.stack([s.episode_lengths().mean(1) for s in samples], 1))
         curve = torch.cat(returns).double().cpu().numpy()
@@ -421,17 +438,9 @@ class MAMLPPO:
         device: str | torch.device = "auto",
     ) -> MAMLPPO:
         """Rebuild an agent saved with :meth:`save` (or a training checkpoint)."""
-        data = load_file(path)
-        if data.get("format") != cls.save_format:
-            raise ValueError(
-                f"{path} is not a model file of {cls.__name__} (format {data.get('format')!r}, "
-                f"expected {cls.save_format!r}); load it with agents.load_agent(path)"
-            )
-        if distribution is None:
-            distribution = rebuild_distribution(data["distribution"], path)
-        config = dict(data["config"])
-        config["hidden_sizes"] = tuple(config["hidden_sizes"])
-        agent = cls(distribution, MAMLConfig(**config), device=device, seed=data["seed"])
+        data, distribution = read_model_file(cls, path, distribution)
+        agent = cls(distribution, MAMLConfig.from_dict(data["config"]), device=device,
+                    seed=data["seed"])
         agent.policy.load_state_dict(data["policy"])
         agent.num_timesteps = data["num_timesteps"]
         return agent

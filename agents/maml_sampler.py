@@ -75,6 +75,7 @@ def sample_trajectories(
     rollouts_per_task: int,
     max_steps: int,
     generator: torch.Generator | None,
+    deterministic: bool = False,
 ) -> Trajectories:
     """Run ``rollouts_per_task`` episodes of every task with that task's parameters.
 
@@ -87,6 +88,7 @@ def sample_trajectories(
         max_steps: the longest an episode can last (the family's horizon); episodes end
             earlier when the env says so.
         generator: action sampling.
+        deterministic: take each policy's most likely action instead of sampling.
 
     Returns:
         :class:`Trajectories` of shape ``(M, R, T, ...)`` with T the longest episode.
@@ -97,7 +99,7 @@ def sample_trajectories(
     # Episode e belongs to task e // R.
     episode_task = torch.arange(num_tasks, device=device).repeat_interleave(rollouts_per_task)
     chunks = [_run_chunk(env, policy, params, task_params, episode_task[start:start + env.num_envs],
-                         max_steps, generator)
+                         max_steps, generator, deterministic)
               for start in range(0, num_episodes, env.num_envs)]
     length = max(chunk["mask"].shape[0] for chunk in chunks)
     fields = {}
@@ -109,7 +111,7 @@ def sample_trajectories(
     return Trajectories(**fields)
 
 
-def _run_chunk(env, policy, params, task_params, episode_task, max_steps, generator):
+def _run_chunk(env, policy, params, task_params, episode_task, max_steps, generator, deterministic):
     """Run one episode in each of the first ``len(episode_task)`` rows; return time-major tensors."""
     rows = episode_task.shape[0]
     device = env.device
@@ -127,7 +129,7 @@ def _run_chunk(env, policy, params, task_params, episode_task, max_steps, genera
                                              "terminated")}
     for _ in range(max_steps):
         head_params = batched_policy_forward(policy, row_params, obs)
-        actions = head.sample(head_params, generator)
+        actions = head.mode(head_params) if deterministic else head.sample(head_params, generator)
         log_probs = head.log_prob(head_params, actions)
         next_obs, rewards, terminated, truncated = env.step(clip_action_tensor(env.action_space, actions))
         steps["obs"].append(obs)

@@ -427,14 +427,7 @@ class TrialAgent:
             distribution: the task distribution; rebuilt from the saved name if None.
             device: where to put the policy.
         """
-        data = load_file(path)
-        if data.get("format") != cls.save_format:
-            raise ValueError(
-                f"{path} is not a model file of {cls.__name__} (format {data.get('format')!r}, "
-                f"expected {cls.save_format!r}); load it with agents.load_agent(path)"
-            )
-        if distribution is None:
-            distribution = rebuild_distribution(data["distribution"], path)
+        data, distribution = read_model_file(cls, path, distribution)
         agent = cls(distribution, cls.config_class(**data["config"]), device=device,
                     seed=data["seed"])
         agent.policy.load_state_dict(data["policy"])
@@ -504,6 +497,26 @@ def distribution_spec(distribution: TaskDistribution) -> dict[str, Any]:
         "registry_kwargs": distribution.registry_kwargs,
         "config": distribution.config(),
     }
+
+
+def read_model_file(
+    agent_class: type, path: str | Path, distribution: TaskDistribution | None
+) -> tuple[dict[str, Any], TaskDistribution]:
+    """Read a model or checkpoint file of ``agent_class`` and the distribution it was trained on.
+
+    Raises:
+        ValueError: when the file was written by another agent class.
+    """
+    data = load_file(path)
+    if data.get("format") != agent_class.save_format:
+        raise ValueError(
+            f"{path} is not a model file of {agent_class.__name__} (format "
+            f"{data.get('format')!r}, expected {agent_class.save_format!r}); load it with "
+            "agents.load_agent(path)"
+        )
+    if distribution is None:
+        distribution = rebuild_distribution(data["distribution"], path)
+    return data, distribution
 
 
 def rebuild_distribution(spec: dict[str, Any], path) -> TaskDistribution:

@@ -59,7 +59,8 @@ class TrainConfig:
     eval_seed: int = 0
     """Seed of the evaluation's env noise and action sampling, equal for every agent."""
     eval_deterministic: bool = False
-    """Meta-test with the most likely action instead of sampling."""
+    """Meta-test with the most likely action instead of sampling. For maml-ppo, each adapted
+    policy is measured this way while adaptation still learns from sampled episodes."""
     track: bool = False
     """Track the run with Weights & Biases (set WANDB_MODE=offline to work without network)."""
     wandb_project: str = "adaptrl"
@@ -122,10 +123,7 @@ class TrainConfig:
             raise ValueError(f"unknown config keys {unknown}; valid keys are {sorted(known)}")
         data["rl2"] = RL2Config(**data.get("rl2", {}))
         data["memory"] = MemoryConfig(**data.get("memory", {}))
-        maml = dict(data.get("maml_ppo", {}))
-        if "hidden_sizes" in maml:
-            maml["hidden_sizes"] = tuple(maml["hidden_sizes"])  # a JSON list in config.json
-        data["maml_ppo"] = MAMLConfig(**maml)
+        data["maml_ppo"] = MAMLConfig.from_dict(data.get("maml_ppo", {}))
         data["runs_dir"] = Path(data.get("runs_dir", "runs"))
         data["wandb_tags"] = tuple(data.get("wandb_tags", ()))
         data["env_kwargs"] = tuple(data.get("env_kwargs", ()))
@@ -182,12 +180,6 @@ class TrainConfig:
                 flag = f"--{self.agent}.{setting.name.replace('_', '-')}"
                 message = re.sub(rf"\b{setting.name}\b", flag, message)
             raise ValueError(message) from error
-        if self.eval_deterministic and getattr(AGENTS[self.agent].agent_class, "adaptation_unit",
-                                               "") == "adaptation step":
-            raise ValueError(
-                f"--eval-deterministic does not apply to {self.agent}, which adapts from sampled "
-                "trajectories at meta-test; drop the flag"
-            )
         for name in AGENTS:
             if name != self.agent and getattr(self, config_field(name)) != AGENTS[name].config_class():
                 raise ValueError(

@@ -11,6 +11,7 @@ so the difference is only in how the work runs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +47,7 @@ class MetaIterationThroughput:
         return self.env_steps / self.seconds
 
     def to_dict(self) -> dict[str, Any]:
-        return {"learner": self.learner, "device": self.device,
-                "meta_iterations": self.meta_iterations, "env_steps": self.env_steps,
-                "seconds": self.seconds, "steps_per_second": self.steps_per_second}
+        return {**dataclasses.asdict(self), "steps_per_second": self.steps_per_second}
 
 
 def measure_maml_throughput(

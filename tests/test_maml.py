@@ -65,9 +65,6 @@ def test_train_config_maml_errors():
     config.maml_ppo.inner_learning_rate = 0.0
     with pytest.raises(ValueError, match="--maml-ppo.inner-learning-rate must be a positive"):
         config.validate()
-    config = TrainConfig(agent="maml-ppo", eval_deterministic=True)
-    with pytest.raises(ValueError, match="--eval-deterministic does not apply to maml-ppo"):
-        config.validate()
     config = TrainConfig(agent="rl2")
     config.maml_ppo.num_epochs = 3
     with pytest.raises(ValueError, match="--maml-ppo.\\* flags were given"):
@@ -98,7 +95,8 @@ def test_first_outer_epoch_ratio_one():
     """Recomputing the adaptation from theta gives the sampling parameters: ratio 1, no clipping."""
     agent = bandit_agent(num_adaptation_steps=2)
     task_params = agent._train_params[:4]
-    batches, _ = agent._sample_and_adapt(agent._training_env(), task_params, 2, agent._sampling)
+    batches, _, _ = agent._sample_and_adapt(agent._training_env(), task_params, 2,
+                                            agent._sampling)
     post = batches.pop()
     _, stats = meta_loss(agent.policy, agent.meta_parameters(), batches, post,
                          agent.config.inner_learning_rate, False, agent.config.clip_coef)
@@ -140,8 +138,22 @@ def test_meta_test_curve_and_seed():
     assert curve.shape == (6, 3) and lengths.shape == (6, 3)
     assert np.all(lengths == 1.0)
     np.testing.assert_array_equal(curve, agent.meta_test(tasks, seed=3))
-    with pytest.raises(ValueError, match="cannot act greedily"):
-        agent.meta_test(tasks, deterministic=True)
+
+
+def test_greedy_meta_test_measures_the_most_likely_action():
+    """Greedy measurement: every episode of a step pulls the arm the adapted policy likes most."""
+    agent = bandit_agent()
+    tasks = agent.distribution.meta_split().test[:3]
+    params = agent._train_params.new_tensor(agent.distribution.task_params(tasks))
+    _, sampled, greedy = agent._sample_and_adapt(agent._training_env(), params, 1,
+                                                 torch.Generator().manual_seed(0), greedy=True)
+    assert len(sampled) == len(greedy) == 2
+    for step in greedy:
+        # (tasks, rollouts, 1 pull): one arm per task, the same in every rollout.
+        assert torch.equal(step.actions, step.actions[:, :1].expand_as(step.actions))
+    curve = agent.meta_test(tasks, seed=3, deterministic=True)
+    assert curve.shape == (3, 3)
+    np.testing.assert_array_equal(curve, agent.meta_test(tasks, seed=3, deterministic=True))
 
 
 def test_save_and_load_round_trip(tmp_path):
