@@ -32,7 +32,6 @@ from agents.seeding import SeedStreams
 from agents.serialization import atomic_save
 from agents.trial_agent import distribution_spec, read_model_file
 from envs.tasks import Task, TaskDistribution
-from envs.vector import usable_cpu_count
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +82,10 @@ class MAMLConfig:
     policy: Literal["auto", "categorical", "gaussian"] = "auto"
     """Policy head: auto picks categorical for Discrete actions and Gaussian for Box."""
     num_envs: int | None = None
-    """Environments stepped at once. Default: every episode of a meta-batch at once for
-    families with a batched torch environment; one per CPU core for simulator-backed ones
-    (MuJoCo), which run in Gymnasium vector-env workers."""
+    """Environments stepped at once; default: every episode of a meta-batch at once. MuJoCo
+    families step up to one env per core in worker processes and more in the training
+    process, where a policy forward pass per step over all of them is cheaper than many
+    small chunks."""
     eval_adaptation_steps: int = 3
     """Adaptation steps measured at meta-test (the curve has this many points plus one)."""
     eval_tasks_per_batch: int = 100
@@ -206,8 +206,6 @@ class MAMLPPO:
         episodes = num_tasks * self.config.rollouts_per_task
         if self.config.num_envs is not None:
             return min(self.config.num_envs, episodes)
-        if self.distribution.simulator_backed:
-            return min(episodes, usable_cpu_count())
         return episodes
 
     def _training_env(self):
@@ -372,15 +370,15 @@ class MAMLPPO:
         sampling = streams.generator("sampling", self.device)
         params = torch.as_tensor(self.distribution.task_params(tasks), device=self.device)
         returns, lengths = [], []
-        reuse = self.distribution.simulator_backed
-        env = self._training_env() if reuse else None
         for start in range(0, len(tasks), batch_size):
             chunk = params[start:start + batch_size]
-            if not reuse:
-                env = self.distribution.make_batched_env(self._rows(chunk.shape[0]), self.device,
-                                                         env_generator)
-            _, sampled, greedy = self._sample_and_adapt(env, chunk, num_steps, sampling,
-                                                        greedy=deterministic)
+            env = self.distribution.make_batched_env(self._rows(chunk.shape[0]), self.device,
+                                                     env_generator)
+            try:
+                _, sampled, greedy = self._sample_and_adapt(env, chunk, num_steps, sampling,
+                                                            greedy=deterministic)
+            finally:
+                _close(env)
             samples = greedy if deterministic else sampled
             returns.append(torch.stack([s.episode_returns().mean(1) for s in samples], 1))
             lengths.append(torch.stack([s.episode_lengths().mean(1) for s in samples], 1))

@@ -581,7 +581,6 @@ class LocomotionDistribution(TaskDistribution):
     env_class: type[LocomotionEnv] = LocomotionEnv
     # Large enough that training covers practically the whole continuous prior.
     default_num_train_tasks = 10_000
-    simulator_backed = True
 
     def __init__(
         self,

@@ -80,9 +80,6 @@ class TaskDistribution(ABC):
     # True where inner episodes end at different steps (a maze ends at its goal), so that
     # meta-test also reports the steps of each inner episode.
     episode_length_varies: bool = False
-    # True where make_batched_env steps simulator processes (MuJoCo) rather than torch
-    # tensors, so that agents keep the number of envs stepped at once near the core count.
-    simulator_backed: bool = False
 
     def __init__(self, num_train_tasks: int, num_test_tasks: int, split_seed: int = 0):
         for label, value in (("num_train_tasks", num_train_tasks), ("num_test_tasks", num_test_tasks)):

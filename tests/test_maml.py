@@ -196,3 +196,16 @@ def test_train_writes_adaptation_step_evaluation(tmp_path):
     saved = json.loads((result.run.path / "config.json").read_text())
     assert saved["train"]["maml_ppo"]["hidden_sizes"] == [8]
     assert TrainConfig.from_dict(saved["train"]).maml_ppo == config.maml_ppo
+
+
+@pytest.mark.parametrize("env_name, steps_per_episode", [("mdp-s10-a5-n10", 10), ("maze-9x9-n2", None)])
+def test_maml_runs_on_mdps_and_mazes(env_name, steps_per_episode):
+    distribution = make_distribution(env_name)
+    config = MAMLConfig(meta_batch_size=2, rollouts_per_task=3, num_epochs=1, hidden_sizes=(8,),
+                        eval_adaptation_steps=1)
+    agent = MAMLPPO(distribution, config, device="cpu")
+    metrics = agent.meta_iteration()
+    if steps_per_episode is not None:  # fixed-horizon MDP episodes
+        assert agent.num_timesteps == 2 * 3 * steps_per_episode * 2
+    assert np.isfinite(metrics["train/meta_loss"])
+    assert agent.meta_test(distribution.meta_split().test[:2]).shape == (2, 2)
