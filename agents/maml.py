@@ -99,6 +99,30 @@ class MAMLConfig:
             data["hidden_sizes"] = tuple(data["hidden_sizes"])
         return cls(**data)
 
+    def validate_for(self, distribution: TaskDistribution) -> tuple[Any, int]:
+        """Check the settings that depend on the task distribution.
+
+        Returns:
+            The distribution's action space and observation width.
+
+        Raises:
+            ValueError: for a meta-batch larger than the meta-train split, or a policy that
+                does not fit the action space.
+        """
+        num_train = len(distribution.meta_split().train)
+        if self.meta_batch_size > num_train:
+            raise ValueError(
+                f"meta_batch_size {self.meta_batch_size} is larger than the {num_train} "
+                f"meta-train tasks of {distribution.name}; a meta-batch draws distinct tasks, so "
+                f"use meta_batch_size <= {num_train}"
+            )
+        probe = distribution.make_batched_env(1)
+        try:
+            resolve_policy_kind(self.policy, probe.action_space)
+            return probe.action_space, int(probe.observation_dim)
+        finally:
+            _close(probe)
+
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and how to fix it."""
         for name in ("meta_batch_size", "rollouts_per_task", "num_adaptation_steps", "num_epochs",
@@ -173,20 +197,10 @@ class MAMLPPO:
         self.total_timesteps: int | None = None
         self.max_episode_steps = distribution.episode_step_limit()
 
+        self.action_space, self.observation_dim = self.config.validate_for(distribution)
         train_tasks = distribution.meta_split().train
-        if self.config.meta_batch_size > len(train_tasks):
-            raise ValueError(
-                f"meta_batch_size {self.config.meta_batch_size} is larger than the "
-                f"{len(train_tasks)} meta-train tasks of {distribution.name}; a meta-batch "
-                f"draws distinct tasks, so use meta_batch_size <= {len(train_tasks)}"
-            )
         self._train_params = torch.as_tensor(distribution.task_params(train_tasks),
                                              device=self.device)
-        probe = distribution.make_batched_env(1)
-        self.action_space = probe.action_space
-        self.observation_dim = int(probe.observation_dim)
-        _close(probe)
-        resolve_policy_kind(self.config.policy, self.action_space)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.streams.init)
             self.policy = MLPPolicy(self.observation_dim, self.action_space,

@@ -33,12 +33,12 @@ def resolve_policy_kind(kind: str, action_space: gym.Space) -> str:
     if kind == "categorical" and box:
         raise ValueError(
             f"policy 'categorical' needs a Discrete action space, but the environment's is "
-            f"{action_space}; use policy 'gaussian' or 'auto'"
+            f"{action_space}; set policy to 'gaussian' or 'auto'"
         )
     if kind == "gaussian" and discrete:
         raise ValueError(
             f"policy 'gaussian' needs a Box action space, but the environment's is "
-            f"{action_space}; use policy 'categorical' or 'auto'"
+            f"{action_space}; set policy to 'categorical' or 'auto'"
         )
     return kind
 

@@ -114,11 +114,16 @@ class TrialPPOConfig:
                 f"{self.num_steps}"
             )
         if self.rollout_size % self.minibatch_size or self.minibatch_size % length:
+            # Valid sizes are whole numbers of sequences that divide the rollout; suggest the
+            # one closest to four minibatches.
+            valid = [k * length for k in range(1, self.rollout_size // length + 1)
+                     if self.rollout_size % (k * length) == 0]
+            suggestion = min(valid, key=lambda size: abs(self.rollout_size // size - 4))
             raise ValueError(
                 f"minibatch_size {self.minibatch_size} must divide the rollout of num_envs * "
                 f"num_steps = {self.rollout_size} env steps and be a multiple of sequence_length "
-                f"{length}. For example, use minibatch_size={self.rollout_size // 4} for four "
-                "minibatches."
+                f"{length}. For example, use minibatch_size={suggestion} for "
+                f"{self.rollout_size // suggestion} minibatches."
             )
 
     def ppo_settings(self) -> PPOSettings:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import multiprocessing
 import os
+import signal
 from typing import Any
 
 import gymnasium as gym
@@ -15,6 +18,22 @@ from envs.batched import BatchedEnv
 from envs.tasks import Task, TaskDistribution
 
 logger = logging.getLogger(__name__)
+
+
+def _make_worker_env(make_env):
+    """Build an env inside an AsyncVectorEnv worker process, deaf to Ctrl-C and SIGTERM.
+
+    A forked worker inherits the trainer's stop handler, so a Ctrl-C in the terminal, which
+    reaches the whole process group, would also interrupt every worker mid-step and leave
+    the trainer writing its checkpoint to broken pipes. The trainer alone handles the signal
+    and closes its workers; a worker whose trainer dies exits when its pipe closes.
+    """
+    # AsyncVectorEnv also calls the first factory once in the trainer itself, to read the
+    # spaces; that call must leave the trainer's handlers alone.
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return make_env()
 
 
 def usable_cpu_count() -> int:
@@ -89,8 +108,9 @@ class VectorBatchedEnv(BatchedEnv):
                     "or asynchronous=False to step them in this process",
                     distribution.name, self.num_envs, cpus,
                 )
+            worker_fns = [functools.partial(_make_worker_env, fn) for fn in env_fns]
             self.vector_env = AsyncVectorEnv(
-                env_fns, autoreset_mode=AutoresetMode.DISABLED, context=context
+                worker_fns, autoreset_mode=AutoresetMode.DISABLED, context=context
             )
         else:
             self.vector_env = SyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.DISABLED)

@@ -150,7 +150,8 @@ class BenchmarkConfig:
     maml: bool = False
     """Instead of the RL² benchmark, measure the throughput of MAML-PPO's meta-iteration on
     navigation-2d beside the same meta-iteration run as a per-task loop (--skip-peer drops the
-    loop). Uses --seed, --device, --torch-threads, --warmup-updates and --maml-iterations."""
+    loop). Uses --seed, --device, --torch-threads, --warmup-updates, --maml-iterations and
+    the --maml-ppo.* settings."""
     maml_iterations: int = 5
     """Meta-iterations timed per learner with --maml (each samples meta_batch_size x
     rollouts_per_task x 100 steps per adaptation step and once more after adapting)."""

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import tyro
 
 from harness.config import TrainConfig
@@ -53,6 +54,8 @@ class EvaluateConfig:
     """Act with the most likely action instead of sampling."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    torch_threads: int | None = None
+    """CPU threads for torch; 1 avoids stalls on a machine shared with other busy processes."""
     output: Path | None = None
     """Output path of the JSON; default evaluation.json in the run folder, or beside the file."""
 
@@ -67,6 +70,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     _configure_logging()
     path = config.path
     try:
+        if config.torch_threads is not None:
+            if config.torch_threads < 1:
+                raise ValueError(f"--torch-threads must be a positive integer, got {config.torch_threads}")
+            torch.set_num_threads(config.torch_threads)
         if path.is_dir():
             run = RunDirectory(path)
             model = run.model_path if run.model_path.is_file() else run.checkpoint_path
@@ -84,8 +91,11 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 f"--eval-tasks must lie in [1, {distribution.num_test_tasks}], got {config.eval_tasks}"
             )
-        evaluation = evaluate(agent, agent_name, distribution, config.eval_tasks, config.eval_seed,
-                              config.deterministic)
+        try:
+            evaluation = evaluate(agent, agent_name, distribution, config.eval_tasks,
+                                  config.eval_seed, config.deterministic)
+        finally:
+            agent.close()
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

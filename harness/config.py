@@ -30,11 +30,13 @@ class TrainConfig:
 
     env: str = "bandit-k5-n10"
     """Task distribution: a registered name such as bandit-k5-n10 (k arms, n pulls per trial),
-    maze-9x9-n2 (mazes, n episodes per trial) or mdp-s10-a5-n10 (tabular MDPs), or
+    maze-9x9-n2 (mazes, n episodes per trial), mdp-s10-a5-n10 (tabular MDPs), navigation-2d,
+    halfcheetah-vel, halfcheetah-dir, ant-dir, ant-dir-2d or ant-goal (MuJoCo), or
     package.module:factory for your own."""
     env_kwargs: tuple[str, ...] = ()
     """Settings of the task distribution as KEY=VALUE pairs, for example window=3
-    max_episode_steps=50 for mazes, horizon=5 for tabular MDPs, or num_test_tasks=500."""
+    max_episode_steps=50 for mazes, horizon=5 for tabular MDPs, horizon=50 for navigation or
+    MuJoCo, or num_test_tasks=500."""
     agent: str = "rl2"
     """Agent to train: rl2 (a GRU policy), memory (a controller with an external memory) or
     maml-ppo (gradient-based adaptation); their hyperparameters are the --rl2.*, --memory.*
@@ -144,7 +146,14 @@ class TrainConfig:
                 f"--env-kwargs {' '.join(self.env_kwargs)} does not fit {self.env}: {error}. "
                 f"The valid keys are: {', '.join(_distribution_keys(self.env))}."
             ) from error
-        self._validate_agent_settings()
+        except ValueError as error:
+            if not self.env_kwargs:
+                raise
+            # A value of the wrong kind (horizon=abc) fails deep in the family's checks.
+            raise ValueError(
+                f"--env-kwargs {' '.join(self.env_kwargs)} is invalid for {self.env}: {error}"
+            ) from error
+        self._validate_agent_settings(distribution)
         for name in ("total_timesteps", "checkpoint_interval"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -169,11 +178,13 @@ class TrainConfig:
             )
         return distribution
 
-    def _validate_agent_settings(self) -> None:
+    def _validate_agent_settings(self, distribution: TaskDistribution) -> None:
         """Check the chosen agent's settings, naming flags, and reject flags of other agents."""
         config = self.agent_config()
         try:
             config.validate()
+            if hasattr(config, "validate_for"):
+                config.validate_for(distribution)
         except ValueError as error:
             message = str(error)
             for setting in dataclasses.fields(config):

@@ -154,7 +154,7 @@ def format_table(evaluation: dict[str, Any]) -> str:
     rows = [(evaluation["agent"], evaluation["mean_return"])]
     rows += [(name, ref["mean_return"]) for name, ref in evaluation["references"].items()]
     best = evaluation["references"].get("bayes-optimal", {}).get("exact_value")
-    header = f"{'policy':<16}{'mean trial return':>19}{'95% CI':>20}"
+    header = f"{'policy':<16}{'mean trial return':>19}{'95% CI':>24}"
     if best:
         header += f"{'of Bayes-optimal':>18}"
     lines = [
@@ -165,7 +165,7 @@ def format_table(evaluation: dict[str, Any]) -> str:
     ]
     for name, stats in rows:
         interval = f"[{stats['ci_low']:.3f}, {stats['ci_high']:.3f}]"
-        line = f"{name:<16}{stats['mean']:>19.3f}{interval:>20}"
+        line = f"{name:<16}{stats['mean']:>19.3f}{interval:>24}"
         if best:
             line += f"{stats['mean'] / best:>17.1%}"
         lines.append(line)

@@ -121,6 +121,16 @@ def train(config: TrainConfig) -> TrainResult:
     if config.track:
         wandb = WandbSettings(project=config.wandb_project, entity=config.wandb_entity,
                               group=config.wandb_group, tags=tuple(config.wandb_tags))
+    try:
+        return _train_and_evaluate(config, distribution, agent, run, resolved, wandb)
+    finally:
+        # Agents on MuJoCo hold vector-env worker processes; closing them here, also after
+        # Ctrl-C or an error, keeps the workers from outliving the trainer. An agent used
+        # again reopens its environments.
+        agent.close()
+
+
+def _train_and_evaluate(config, distribution, agent, run, resolved, wandb) -> TrainResult:
     with Tracker(run.path, run.name, resolved, wandb=wandb, resume=config.resume) as tracker:
         if config.resume:
             agent.load_training_state(run.load_checkpoint(agent.device))
@@ -135,14 +145,8 @@ def train(config: TrainConfig) -> TrainResult:
 
         agent.save(run.model_path)
         tracker.log_model(run.model_path, name=f"{run.name}-model")
-        try:
-            evaluation = evaluate(agent, config.agent, distribution, config.eval_tasks,
-                                  config.eval_seed, config.eval_deterministic)
-        finally:
-            # MAML-PPO on MuJoCo holds vector-env worker processes; the agent reopens them
-            # if it is used again.
-            if hasattr(agent, "close"):
-                agent.close()
+        evaluation = evaluate(agent, config.agent, distribution, config.eval_tasks,
+                              config.eval_seed, config.eval_deterministic)
         run.write_evaluation(evaluation)
         tracker.log_evaluation(evaluation)
         tracker.log(_evaluation_metrics(evaluation), step=agent.num_timesteps)

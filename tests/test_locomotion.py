@@ -748,3 +748,20 @@ def test_batched_env_uses_worker_processes_up_to_the_core_count(monkeypatch):
         assert isinstance(batched.vector_env, AsyncVectorEnv)
     with distribution.make_batched_env(3) as batched:
         assert isinstance(batched.vector_env, SyncVectorEnv)
+
+
+def test_worker_env_factory_keeps_trainer_signal_handlers():
+    """AsyncVectorEnv calls the first factory in the trainer too; its stop handler must survive."""
+    import signal
+
+    from envs.vector import _make_worker_env
+
+    def handler(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        assert _make_worker_env(lambda: "env") == "env"
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
