@@ -4,7 +4,7 @@ The baseline predicts a state's return from the features ``[o, o², t, t², t³,
 the observation ``o`` clipped to [-10, 10] and the time ``t`` counted in hundreds of steps
 (Duan et al., 2016, "Benchmarking Deep Reinforcement Learning for Continuous Control"). It is
 fit by ridge regression, independently per task, on the discounted returns of that task's
-trajectories, and holds no parameters between fits.
+trajectories, and keeps no parameters between fits.
 """
 
 from __future__ import annotations

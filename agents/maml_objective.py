@@ -51,8 +51,8 @@ def make_task_batch(
 ) -> TaskBatch:
     """Fit the linear baseline per task and compute GAE advantages over each trajectory.
 
-    Each episode is its own trace: the horizon is part of the task and the baseline sees the
-    time, so the last step of an episode is not bootstrapped (MAML's convention). With
+    Each episode is its own trace: the horizon is part of the task and the baseline's features
+    include the time, so the last step of an episode is not bootstrapped (MAML's convention). With
     ``normalize``, advantages are standardized per task over the steps that happened.
     """
     mask = trajectories.mask

@@ -86,7 +86,7 @@ def sample_trajectories(
         task_params: the tasks as the env takes them, ``(M, ...)``.
         rollouts_per_task: R, episodes per task.
         max_steps: the longest an episode can last (the family's horizon); episodes end
-            earlier when the env says so.
+            earlier when the env reports termination or truncation.
         generator: action sampling.
         deterministic: take each policy's most likely action instead of sampling.
 

@@ -48,7 +48,7 @@ class MLPPolicy(nn.Module):
 
     MAML's inner loop adapts every parameter, the Gaussian log standard deviation included,
     as the MAML paper's policies did. The module is called functionally
-    (``torch.func.functional_call``) with adapted parameters, so it holds no state beyond them.
+    (``torch.func.functional_call``) with adapted parameters, so it keeps no state beyond them.
 
     Args:
         observation_dim: width of the observation.

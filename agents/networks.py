@@ -219,7 +219,7 @@ def clip_action_tensor(action_space: gym.Space, actions: torch.Tensor) -> torch.
     """Clip Gaussian samples into a Box action space on the device; Discrete passes through.
 
     Rollouts store the unclipped sample, so that its log-probability is that of the
-    distribution that drew it; only the environment sees the clipped action.
+    distribution that drew it; only the environment receives the clipped action.
     """
     if not isinstance(action_space, gym.spaces.Box):
         return actions

@@ -51,6 +51,15 @@ class BatchedEnv(ABC):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         del state
 
+    def check_state_rows(self, state: dict[str, torch.Tensor]) -> None:
+        """Raise ValueError when a saved tensor does not have one row per env."""
+        for name, tensor in state.items():
+            if tensor.shape[0] != self.num_envs:
+                raise ValueError(
+                    f"state {name!r} has {tensor.shape[0]} rows but the environment has "
+                    f"{self.num_envs} envs"
+                )
+
 
 @dataclass
 class TrialStep:

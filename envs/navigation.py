@@ -261,12 +261,7 @@ class BatchedNavigationEnv(BatchedEnv):
         }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name, tensor in state.items():
-            if tensor.shape[0] != self.num_envs:
-                raise ValueError(
-                    f"state {name!r} has {tensor.shape[0]} rows but the environment has "
-                    f"{self.num_envs} envs"
-                )
+        self.check_state_rows(state)
         self.task_params = state["task_params"].to(self.device, torch.float32).clone()
         self.positions = state["positions"].to(self.device, torch.float32).clone()
         self.elapsed_steps = state["elapsed_steps"].to(self.device, torch.long).clone()

@@ -59,7 +59,8 @@ def test_maml_mujoco_iteration_closes_workers(env_name):
     agent = MAMLPPO(distribution, MAMLConfig(**TINY_MAML), device="cpu", seed=1)
     before = _worker_processes()
     metrics = agent.meta_iteration()
-    assert agent.num_timesteps <= 2 * 2 * 5 * 2 and np.isfinite(metrics["train/meta_loss"])
+    assert agent.num_timesteps <= 2 * 2 * 5 * 2
+    assert np.isfinite(metrics["train/meta_loss"])
     curve = agent.meta_test(distribution.meta_split().test[:2])
     assert curve.shape == (2, 2)
     agent.close()
@@ -76,7 +77,8 @@ def test_rl2_trains_on_halfcheetah_dir():
     finally:
         agent.close()
     assert agent.observation_dim == 17 + 6 + 2  # cheetah obs, previous action, reward, flag
-    assert returns.shape == (4, 2) and np.isfinite(returns).all()
+    assert returns.shape == (4, 2)
+    assert np.isfinite(returns).all()
 
 
 def test_maml_continuous_bad_inputs():

@@ -738,7 +738,7 @@ def test_vector_single_env_runs_in_process():
         assert batched.action_space.shape == (6,)
 
 
-def test_batched_env_uses_worker_processes_up_to_the_core_count(monkeypatch):
+def test_workers_up_to_core_count(monkeypatch):
     """One process per env pays only while there are cores for them; beyond, envs step in-process."""
     import envs.locomotion
 
@@ -750,7 +750,7 @@ def test_batched_env_uses_worker_processes_up_to_the_core_count(monkeypatch):
         assert isinstance(batched.vector_env, SyncVectorEnv)
 
 
-def test_worker_env_factory_keeps_trainer_signal_handlers():
+def test_worker_factory_keeps_handlers():
     """AsyncVectorEnv calls the first factory in the trainer too; its stop handler must survive."""
     import signal
 

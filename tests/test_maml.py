@@ -80,7 +80,8 @@ def test_sampler_uses_task_parameters():
     params["head.logits.bias"] = torch.tensor([[5.0, 0, 0, 0, 0], [0, 5.0, 0, 0, 0], [0, 0, 5.0, 0, 0]])
     sample = sample_trajectories(env, agent.policy, params, task_params, 5, 1,
                                  torch.Generator().manual_seed(0))
-    assert sample.obs.shape == (3, 5, 1, 1) and sample.actions.shape == (3, 5, 1)
+    assert sample.obs.shape == (3, 5, 1, 1)
+    assert sample.actions.shape == (3, 5, 1)
     assert torch.equal(sample.mask, torch.ones(3, 5, 1))
     for task in range(3):
         task_params_i = {k: v[task] for k, v in params.items()}
@@ -109,7 +110,8 @@ def test_learn_counts_env_steps():
     seen = []
     agent.learn(60, callback=lambda _agent, metrics: seen.append(metrics))
     # 4 tasks x 5 rollouts x 1 pull, before and after one adaptation step: 40 per iteration.
-    assert agent.num_timesteps == 80 and len(seen) == 2
+    assert agent.num_timesteps == 80
+    assert len(seen) == 2
     for key in ("rollout/pre_adaptation_return", "rollout/adapted_return", "train/meta_loss",
                 "train/approx_kl", "train/grad_norm", "time/steps_per_second"):
         assert np.isfinite(seen[-1][key]), key
@@ -135,7 +137,8 @@ def test_meta_test_curve_and_seed():
     agent = bandit_agent()
     tasks = agent.distribution.meta_split().test[:6]
     curve, lengths = agent.meta_test(tasks, seed=3, return_lengths=True)
-    assert curve.shape == (6, 3) and lengths.shape == (6, 3)
+    assert curve.shape == (6, 3)
+    assert lengths.shape == (6, 3)
     assert np.all(lengths == 1.0)
     np.testing.assert_array_equal(curve, agent.meta_test(tasks, seed=3))
 
@@ -161,7 +164,8 @@ def test_save_and_load_round_trip(tmp_path):
     path = agent.save(tmp_path / "model.pt")
     name, loaded = load_agent(path, device="cpu")
     assert name == "maml-ppo" and isinstance(loaded, MAMLPPO)
-    assert loaded.config == agent.config and loaded.num_timesteps == 40
+    assert loaded.config == agent.config
+    assert loaded.num_timesteps == 40
     torch.testing.assert_close(flat_parameters(loaded), flat_parameters(agent))
     obs = np.zeros((3, 1), dtype=np.float32)
     actions, state = loaded.predict(obs, deterministic=True)

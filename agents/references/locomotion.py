@@ -142,7 +142,7 @@ def oracle_result(
     When ``tasks`` are the first ``len(tasks)`` tasks the record was evaluated on (equal task
     parameters, in order), each task gets its own recorded episode return. Otherwise each
     task gets the recorded mean: a recorded figure, not a rollout on these tasks, so its
-    confidence interval has zero width and tells nothing about these tasks' spread. Either way
+    confidence interval has zero width and gives no measure of these tasks' spread. Either way
     the oracle gains nothing from experience, so every inner episode of a trial gets the
     same return.
     """
