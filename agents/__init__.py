@@ -1,4 +1,5 @@
-"""AdaptRL agents: RL², MAML-PPO, the memory-augmented policy, references, and shared parts."""
+"""AdaptRL agents: RL², MAML-PPO, the memory-augmented policy, SB3 baselines, references, and
+shared parts."""
 
 import envs as _envs
 
@@ -16,6 +17,8 @@ from agents.memory import MemoryAgent, MemoryConfig  # noqa: E402
 from agents.recurrent import reset_recurrent_state  # noqa: E402
 from agents.registry import AGENTS, agent_entry, load_agent, make_agent  # noqa: E402
 from agents.rl2 import RL2, RL2Config  # noqa: E402
+from agents.sb3_baselines import PPOBaseline, RecurrentPPOBaseline  # noqa: E402
+from agents.sb3_config import PPOBaselineConfig, RecurrentPPOBaselineConfig  # noqa: E402
 from agents.seeding import SeedStreams  # noqa: E402
 from agents.trial_agent import TrialAgent, TrialPPOConfig  # noqa: E402
 
@@ -29,7 +32,11 @@ __all__ = [
     "RL2",
     "MemoryAgent",
     "MemoryConfig",
+    "PPOBaseline",
+    "PPOBaselineConfig",
     "RL2Config",
+    "RecurrentPPOBaseline",
+    "RecurrentPPOBaselineConfig",
     "SeedStreams",
     "TrialAgent",
     "TrialPPOConfig",

@@ -30,6 +30,7 @@ from agents.mlp_policy import POLICY_KINDS, MLPPolicy, resolve_policy_kind
 from agents.networks import clip_action
 from agents.seeding import SeedStreams
 from agents.serialization import atomic_save
+from agents.settings import checked_config
 from agents.trial_agent import distribution_spec, read_model_file
 from envs.tasks import Task, TaskDistribution
 
@@ -184,10 +185,7 @@ class MAMLPPO:
         device: str | torch.device = "auto",
         seed: int = 0,
     ):
-        self.config = config if config is not None else MAMLConfig()
-        if not isinstance(self.config, MAMLConfig):
-            raise TypeError(f"MAMLPPO takes a MAMLConfig, got {type(self.config).__name__}")
-        self.config.validate()
+        self.config = checked_config("MAMLPPO", config, MAMLConfig)
         self.distribution = distribution
         self.device = resolve_device(device)
         self.seed = int(seed)

@@ -1,4 +1,5 @@
-"""Agent names for the scripts and the harness: ``--agent rl2``, ``memory`` or ``maml-ppo``."""
+"""Agent names for the scripts and the harness: ``--agent rl2``, ``memory``, ``maml-ppo``, ``ppo``
+or ``recurrent-ppo``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import torch
 from agents.maml import MAMLPPO, MAMLConfig
 from agents.memory import MemoryAgent, MemoryConfig
 from agents.rl2 import RL2, RL2Config
+from agents.sb3_baselines import PPOBaseline, RecurrentPPOBaseline
+from agents.sb3_config import PPOBaselineConfig, RecurrentPPOBaselineConfig
 from agents.serialization import load_file
 
 
@@ -32,6 +35,15 @@ AGENTS: dict[str, AgentEntry] = {
     "maml-ppo": AgentEntry(
         MAMLPPO, MAMLConfig,
         "MAML-PPO: MLP policy adapted by policy-gradient steps, PPO's clipped outer loss",
+    ),
+    "ppo": AgentEntry(
+        PPOBaseline, PPOBaselineConfig,
+        "baseline without meta-learning: stable-baselines3 PPO, MLP policy, a new hidden task "
+        "each episode",
+    ),
+    "recurrent-ppo": AgentEntry(
+        RecurrentPPOBaseline, RecurrentPPOBaselineConfig,
+        "recurrent baseline: sb3-contrib RecurrentPPO, LSTM policy, on trials as RL²",
     ),
 }
 

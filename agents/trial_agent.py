@@ -26,6 +26,7 @@ from agents.recurrent import reset_recurrent_state
 from agents.rollout import RolloutCollector
 from agents.seeding import SeedStreams
 from agents.serialization import atomic_save, load_file
+from agents.settings import checked_config
 from envs.batched import BatchedTrialEnv, trial_observation_dim
 from envs.registry import make_distribution
 from envs.tasks import Task, TaskDistribution
@@ -167,13 +168,7 @@ class TrialAgent:
         device: str | torch.device = "auto",
         seed: int = 0,
     ):
-        self.config = config if config is not None else self.config_class()
-        if not isinstance(self.config, self.config_class):
-            raise TypeError(
-                f"{type(self).__name__} takes a {self.config_class.__name__}, got "
-                f"{type(self.config).__name__}"
-            )
-        self.config.validate()
+        self.config = checked_config(type(self).__name__, config, self.config_class)
         if not distribution.has_batched_env:
             raise NotImplementedError(
                 f"{self.display_name} training needs a batched torch environment, and "

@@ -5,6 +5,7 @@ import gymnasium as gym
 from envs import families as _families  # noqa: F401  (registers the built-in families)
 from envs.bandits import BanditDistribution, BanditEnv, BanditTask, BatchedBanditEnv
 from envs.batched import BatchedEnv, BatchedTrialEnv, TrialStep
+from envs.contract import ContractError, check_task_distribution
 from envs.locomotion import (
     AntDir2DDistribution,
     AntDirDistribution,
@@ -61,6 +62,7 @@ __all__ = [
     "BatchedNavigationEnv",
     "BatchedTabularEnv",
     "BatchedTrialEnv",
+    "ContractError",
     "HalfCheetahDirDistribution",
     "HalfCheetahDirEnv",
     "HalfCheetahDirTask",
@@ -87,6 +89,7 @@ __all__ = [
     "TrialWrapper",
     "VectorBatchedEnv",
     "check_finite",
+    "check_task_distribution",
     "known_names",
     "make_distribution",
     "make_trial_env",

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from envs.contract import check_task_distribution
 from envs.tasks import TaskDistribution
 
 
@@ -55,6 +56,8 @@ def make_distribution(name: str, **kwargs) -> TaskDistribution:
 
     Raises:
         ValueError: for an unknown or malformed name; the message lists the known families.
+        ContractError: when a ``package.module:factory`` distribution or its env breaks the
+            environment contract (see :func:`envs.contract.check_task_distribution`).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"expected a task-distribution name, got {name!r}")
@@ -104,4 +107,7 @@ def _load_custom(path: str, kwargs: dict) -> TaskDistribution:
             f"{path} returned {type(distribution).__name__}, expected an "
             "envs.TaskDistribution; subclass it and implement sample_tasks and make_env"
         )
+    # A few seeded episodes, a few milliseconds for a light env: a broken env fails here, with
+    # the rule and the fix, instead of deep inside training or evaluation.
+    check_task_distribution(distribution)
     return distribution

@@ -27,7 +27,7 @@ def train_main(argv: list[str] | None = None) -> int:
     _configure_logging()
     try:
         result = train(config)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, TypeError, NotImplementedError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if result.interrupted:
@@ -64,7 +64,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     """Evaluate a run folder or model file and print the table."""
     from agents.registry import load_agent
     from harness.evaluation import evaluate, format_table
-    from harness.run import MODEL_FILE, RunDirectory, write_json_atomic
+    from harness.run import MODEL_FILE, RunDirectory
 
     config = tyro.cli(EvaluateConfig, args=argv)
     _configure_logging()
@@ -93,13 +93,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             )
         try:
             evaluation = evaluate(agent, agent_name, distribution, config.eval_tasks,
-                                  config.eval_seed, config.deterministic)
+                                  config.eval_seed, config.deterministic, per_task=True)
         finally:
             agent.close()
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write_json_atomic(evaluation, output)
+    RunDirectory(output.parent).write_evaluation(evaluation, output)
     print(format_table(evaluation))
-    print(f"\nWrote {output}")
+    print(f"\nWrote {output} and the per-task returns in {output.with_suffix('.npz')}")
     return 0

@@ -15,6 +15,8 @@ from agents.maml import MAMLConfig
 from agents.memory import MemoryConfig
 from agents.registry import AGENTS, agent_entry, config_field
 from agents.rl2 import RL2Config
+from agents.sb3_config import PPOBaselineConfig, RecurrentPPOBaselineConfig
+from envs.contract import ContractError
 from envs.registry import make_distribution
 from envs.tasks import TaskDistribution
 
@@ -38,9 +40,11 @@ class TrainConfig:
     max_episode_steps=50 for mazes, horizon=5 for tabular MDPs, horizon=50 for navigation or
     MuJoCo, or num_test_tasks=500."""
     agent: str = "rl2"
-    """Agent to train: rl2 (a GRU policy), memory (a controller with an external memory) or
-    maml-ppo (gradient-based adaptation); their hyperparameters are the --rl2.*, --memory.*
-    and --maml-ppo.* flags."""
+    """Agent to train: rl2 (a GRU policy), memory (a controller with an external memory),
+    maml-ppo (gradient-based adaptation), or a stable-baselines3 baseline: ppo (no memory, a
+    new task each episode) or recurrent-ppo (sb3-contrib's LSTM policy on trials). Their
+    hyperparameters are the --rl2.*, --memory.*, --maml-ppo.*, --ppo.* and --recurrent-ppo.*
+    flags."""
     total_timesteps: int = 5_000_000
     """Training budget in env steps (pulls, for bandits), counted from the start of the run and
     rounded up to whole rollouts."""
@@ -84,6 +88,10 @@ class TrainConfig:
     """Hyperparameters of the memory agent."""
     maml_ppo: MAMLConfig = field(default_factory=MAMLConfig)
     """Hyperparameters of the maml-ppo agent."""
+    ppo: PPOBaselineConfig = field(default_factory=PPOBaselineConfig)
+    """Hyperparameters of the ppo baseline (stable-baselines3's names)."""
+    recurrent_ppo: RecurrentPPOBaselineConfig = field(default_factory=RecurrentPPOBaselineConfig)
+    """Hyperparameters of the recurrent-ppo baseline (sb3-contrib's names)."""
 
     def resolved_run_name(self) -> str:
         return self.run_name or f"{self.agent}-{self.env.replace(':', '.')}-seed{self.seed}"
@@ -126,6 +134,8 @@ class TrainConfig:
         data["rl2"] = RL2Config(**data.get("rl2", {}))
         data["memory"] = MemoryConfig(**data.get("memory", {}))
         data["maml_ppo"] = MAMLConfig.from_dict(data.get("maml_ppo", {}))
+        data["ppo"] = PPOBaselineConfig.from_dict(data.get("ppo", {}))
+        data["recurrent_ppo"] = RecurrentPPOBaselineConfig.from_dict(data.get("recurrent_ppo", {}))
         data["runs_dir"] = Path(data.get("runs_dir", "runs"))
         data["wandb_tags"] = tuple(data.get("wandb_tags", ()))
         data["env_kwargs"] = tuple(data.get("env_kwargs", ()))
@@ -146,6 +156,8 @@ class TrainConfig:
                 f"--env-kwargs {' '.join(self.env_kwargs)} does not fit {self.env}: {error}. "
                 f"The valid keys are: {', '.join(_distribution_keys(self.env))}."
             ) from error
+        except ContractError:
+            raise  # names the broken rule itself; the env kwargs are not to blame
         except ValueError as error:
             if not self.env_kwargs:
                 raise

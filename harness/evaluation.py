@@ -109,11 +109,19 @@ def evaluate(
     seed: int = 0,
     deterministic: bool = False,
     references: bool = True,
+    per_task: bool = False,
 ) -> dict[str, Any]:
     """Meta-test ``agent`` on the first ``num_tasks`` held-out tasks; return ``evaluation.json``.
 
     Every agent and reference evaluated with the same ``seed`` and ``num_tasks`` gets the
     same tasks, drawn from the distribution's fixed meta-test split.
+
+    Args:
+        per_task: also return the raw curves under ``"per_task"``: ``returns`` and, for
+            families whose episodes vary in length, ``lengths``, arrays of shape
+            ``(num_tasks, points)`` in the order of the adaptation curve. They are NumPy
+            arrays, not JSON: pop them before writing ``evaluation.json`` (see
+            :meth:`harness.run.RunDirectory.write_evaluation`).
     """
     tasks = distribution.meta_split().test
     if num_tasks is not None:
@@ -144,6 +152,10 @@ def evaluate(
         reference_returns(distribution, tasks, seed, per_episode=unit == "adaptation step")
         if references else {}
     )
+    if per_task:
+        result["per_task"] = {"returns": np.asarray(curve, dtype=np.float64)}
+        if lengths is not None:
+            result["per_task"]["lengths"] = np.asarray(lengths, dtype=np.float64)
     return result
 
 

@@ -19,6 +19,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 EVALUATION_FILE = "evaluation.json"
 MODEL_FILE = "model.pt"
+PER_TASK_FILE = "evaluation.npz"
 CHECKPOINT_FILE = "checkpoints/latest.pt"
 
 
@@ -107,5 +108,39 @@ class RunDirectory:
     def load_checkpoint(self, device: torch.device | str = "cpu") -> dict[str, Any]:
         return load_file(self.checkpoint_path, device)
 
+    @property
+    def per_task_path(self) -> Path:
+        return self.path / PER_TASK_FILE
+
     def write_evaluation(self, evaluation: dict[str, Any], path: Path | None = None) -> Path:
-        return write_json_atomic(evaluation, path or self.evaluation_path)
+        """Write ``evaluation.json``; per-task arrays under ``"per_task"`` go beside it as ``.npz``.
+
+        The arrays are popped from ``evaluation``, so that the dict left is the JSON written.
+        ``evaluation.json`` gets ``evaluation.npz``; another name gets the same stem.
+        """
+        per_task = evaluation.pop("per_task", None)
+        path = path or self.evaluation_path
+        if per_task is not None:
+            write_npz_atomic(per_task, path.with_suffix(".npz"))
+        return write_json_atomic(evaluation, path)
+
+
+def write_npz_atomic(arrays: dict[str, np.ndarray], path: Path) -> Path:
+    """Write ``arrays`` to an uncompressed ``.npz`` file through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+    try:
+        set_default_permissions(fd)
+        with os.fdopen(fd, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_per_task(path: Path) -> dict[str, np.ndarray]:
+    """Read the per-task arrays that :meth:`RunDirectory.write_evaluation` stored."""
+    with np.load(path) as data:
+        return {name: data[name] for name in data.files}

@@ -246,6 +246,37 @@ class Tracker:
 
         self._call_wandb("log_artifact", upload)
 
+    def log_tables(self, tables: dict[str, tuple[list[str], list[list[Any]]]],
+                   images: dict[str, Path]) -> None:
+        """Send tables and PNG images to W&B, for example a comparison's results and plots.
+
+        Without W&B this only checks that the images exist.
+
+        Args:
+            tables: per W&B key, ``(columns, rows)``.
+            images: per W&B key, the path of a PNG file.
+
+        Raises:
+            FileNotFoundError: An image does not exist.
+            RuntimeError: The tracker is closed.
+        """
+        self._check_open()
+        for path in images.values():
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"image not found: {path}")
+        if self._wandb_run is None:
+            return
+
+        def upload() -> None:
+            import wandb
+
+            row: dict[str, Any] = {key: wandb.Table(columns=columns, data=rows)
+                                   for key, (columns, rows) in tables.items()}
+            row.update({key: wandb.Image(str(path)) for key, path in images.items()})
+            self._wandb_run.log(row)
+
+        self._call_wandb("table upload", upload)
+
     def truncate_after(self, step: int) -> int:
         """Drop the lines of ``metrics.jsonl`` logged after `step`, for a resumed run.
 

@@ -96,8 +96,9 @@ def train(config: TrainConfig) -> TrainResult:
     """Train, checkpoint and meta-test one agent as ``config`` specifies.
 
     Every value is checked before anything is written. A run interrupted by Ctrl-C or
-    SIGTERM writes a checkpoint at the end of the current update. ``--resume`` continues it
-    with identical results to an uninterrupted run on CPU.
+    SIGTERM writes a checkpoint at the end of the current update. ``--resume`` continues it;
+    for rl2, memory and maml-ppo with identical results to an uninterrupted run on CPU (the
+    stable-baselines3 baselines do not save their rollout state).
     """
     if config.resume:
         config = resume_config(config)
@@ -146,7 +147,7 @@ def _train_and_evaluate(config, distribution, agent, run, resolved, wandb) -> Tr
         agent.save(run.model_path)
         tracker.log_model(run.model_path, name=f"{run.name}-model")
         evaluation = evaluate(agent, config.agent, distribution, config.eval_tasks,
-                              config.eval_seed, config.eval_deterministic)
+                              config.eval_seed, config.eval_deterministic, per_task=True)
         run.write_evaluation(evaluation)
         tracker.log_evaluation(evaluation)
         tracker.log(_evaluation_metrics(evaluation), step=agent.num_timesteps)
