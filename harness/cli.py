@@ -36,7 +36,7 @@ def train_main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(result.evaluation))
     print(f"\nRun folder: {result.run.path} (config.json, metrics.jsonl, checkpoints/, "
-          "model.pt, evaluation.json)")
+          "model.pt, evaluation.json, evaluation.npz)")
     return 0
 
 

@@ -141,9 +141,10 @@ class OracleConfig:
         """Check every value before training starts; return the task distribution.
 
         Raises:
-            ValueError: naming the invalid value and how to fix it, also for an unknown env.
-            TypeError: for a distribution whose envs lack a 1-D Box observation space,
-                ``set_task`` or ``task_params``.
+            ValueError: naming the invalid value and how to fix it, also for an unknown env,
+                and :class:`envs.ContractError` for a custom distribution that breaks the env
+                contract (no ``set_task``, an observation space that is not a 1-D Box).
+            TypeError: for a built-in distribution without ``task_params``.
         """
         distribution = self._build_distribution()
         # Building one env checks the observation space, set_task and task_params.

@@ -94,11 +94,22 @@ def test_yaml_config_builds_each_cell_as_train_would(tmp_path):
     ({"envs": {"bandit-k3-n5": {"total_timestep": 5}}}, "envs.bandit-k3-n5: unknown key 'total_timestep'"),
     ({"envs": {"bandit-k3-n5": {}}}, "envs.bandit-k3-n5 needs total_timesteps"),
     ({"evaluation": {"task": 5}}, "evaluation: unknown key 'task'"),
-    ({"seeds": 0}, "the seed count must be at least 1, got 0"),
+    ({"seeds": 0}, "the seed count (seeds, --seeds) must be at least 1, got 0"),
+    ({"hyperparameters": {"rl2": 5}}, "hyperparameters.rl2 must be a mapping of settings"),
+    ({"envs": {"bandit-k3-n5": {"total_timesteps": 5, "hyperparameters": [1]}}},
+     "envs.bandit-k3-n5.hyperparameters must map agent names to their settings"),
 ])
 def test_config_keys_that_do_not_exist_are_errors(tmp_path, data, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ComparisonConfig.from_file(write_yaml(tmp_path / "bad.yaml", data))
+
+
+def test_malformed_yaml_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("agents: [rl2\n")
+    with pytest.raises(ValueError, match="broken.yaml is not valid YAML"):
+        ComparisonConfig.from_file(path)
+    assert compare_main(["--config", str(path)]) == 2
 
 
 @pytest.mark.parametrize("change, message", [
@@ -110,8 +121,9 @@ def test_config_keys_that_do_not_exist_are_errors(tmp_path, data, message):
     ({"address": "10.0.0.1:6379"}, "is for the Ray backend"),
     ({"envs": [EnvSettings("bandit-k3-n5", 0)]}, "envs.bandit-k3-n5.total_timesteps must be a positive"),
     ({"hyperparameters": {"rl2": {"hidden_sise": 3}}},
-     "hyperparameters of rl2 on bandit-k3-n5: .*hidden_sise.*The valid keys are"),
-    ({"hyperparameters": {"rl2": {"hidden_size": -1}}}, "cell rl2-bandit-k3-n5-seed0: .*hidden"),
+     "hyperparameters.rl2 .* has the unknown key 'hidden_sise'; the valid keys are: num_envs"),
+    ({"hyperparameters": {"rl2": {"hidden_size": -1}}},
+     "cell rl2-bandit-k3-n5-seed0: .*hidden.*the key some_name under hyperparameters.rl2"),
     ({"hyperparameters": {"memory": {"hidden_size": 4}}}, "not in the agents list"),
     ({"normalize": "sometimes"}, "normalize must be one of auto, always, never"),
     ({"name": "a b"}, "invalid comparison name 'a b'"),

@@ -73,7 +73,7 @@ def test_train_writes_run_folder(tmp_path):
     result = train(tiny_config(tmp_path))
     run = result.run.path
     assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoints", "config.json", "evaluation.json", "metrics.jsonl", "model.pt"]
+        "checkpoints", "config.json", "evaluation.json", "evaluation.npz", "metrics.jsonl", "model.pt"]
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["total_timesteps"] == 800
     assert config["train"]["rl2"]["hidden_size"] == 16
@@ -223,7 +223,7 @@ def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--agent", "dqn"], "unknown agent 'dqn'; choose one of: maml-ppo, memory, rl2"),
+        (["--agent", "dqn"], "unknown agent 'dqn'; choose one of: maml-ppo, memory, ppo, recurrent-ppo, rl2"),
         (["--env", "cartpole"], "unknown environment 'cartpole'.*bandit-k5-n10"),
         (["--env", "bandit-k1-n10"], r"at least 2 arms \(k >= 2\), got k=1"),
         (["--env", "bandit-k5-n0"], r"at least one pull \(n >= 1\), got n=0"),

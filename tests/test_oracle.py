@@ -24,6 +24,7 @@ from agents.references.locomotion import (
 )
 from envs import (
     AntGoalTask,
+    ContractError,
     HalfCheetahVelTask,
     Navigation2DDistribution,
     Navigation2DEnv,
@@ -328,7 +329,8 @@ def test_oracle_config_rejects_bad_input(tmp_path, overrides, message):
 
 def test_oracle_config_rejects_non_1d_observation(tmp_path):
     config = tiny_oracle_config(tmp_path, env=f"{__name__}:make_image_distribution", env_kwargs=())
-    with pytest.raises(TypeError, match="1-D Box observation space"):
+    # A custom distribution is checked against the env contract as it loads.
+    with pytest.raises(ContractError, match="rule 'supported spaces'.*take a 1-D Box"):
         config.validate()
 
 

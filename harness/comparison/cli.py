@@ -25,7 +25,8 @@ class CompareArgs:
     config: str | None = None
     """A YAML config file, or a bundled one by name: quick or full."""
     name: str | None = None
-    """Name of the comparison: its folder under --output-dir and its W&B group."""
+    """Name of the comparison: its folder under --output-dir and its W&B group; default the
+    config's name, or "comparison"."""
     agents: tuple[str, ...] | None = None
     """Agents to compare, e.g. rl2 memory maml-ppo ppo recurrent-ppo."""
     envs: tuple[str, ...] | None = None

@@ -166,15 +166,16 @@ class ComparisonConfig:
         settings = {**self.hyperparameters.get(cell.agent, {}),
                     **env.hyperparameters.get(cell.agent, {})}
         agent_class = agent_entry(cell.agent).config_class
-        try:
-            from_dict = getattr(agent_class, "from_dict", None)
-            agent_config = from_dict(settings) if from_dict else agent_class(**settings)
-        except TypeError as error:
-            valid = ", ".join(f.name for f in dataclasses.fields(agent_class))
+        valid = [f.name for f in dataclasses.fields(agent_class)]
+        unknown = [key for key in settings if key not in valid]
+        if unknown:
             raise ValueError(
-                f"hyperparameters of {cell.agent} on {cell.env}: {error}. The valid keys are: "
-                f"{valid}."
-            ) from error
+                f"hyperparameters.{cell.agent} (or envs.{cell.env}.hyperparameters.{cell.agent}) "
+                f"has the unknown key {unknown[0]!r}; the valid keys are: {', '.join(valid)} "
+                "(a flag's name with underscores, e.g. --maml-ppo.meta-batch-size is meta_batch_size)"
+            )
+        from_dict = getattr(agent_class, "from_dict", None)
+        agent_config = from_dict(settings) if from_dict else agent_class(**settings)
         budget = env.budget(cell.agent)
         interval = max(1, -(-budget // self.checkpoints_per_cell))
         config = TrainConfig(
@@ -257,7 +258,10 @@ class ComparisonConfig:
             try:
                 self.train_config(cell).validate()
             except (ValueError, TypeError) as error:
-                raise ValueError(f"cell {cell.key}: {error}") from error
+                raise ValueError(
+                    f"cell {cell.key}: {error} (in the config file, the flag --{cell.agent}.some-name "
+                    f"is the key some_name under hyperparameters.{cell.agent})"
+                ) from error
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config in its YAML form, as saved in ``comparison.yaml``."""
@@ -293,6 +297,9 @@ class ComparisonConfig:
             _check_keys(evaluation, _EVALUATION_KEYS, f"{source}: evaluation")
             for key, value in evaluation.items():
                 kwargs[f"eval_{key}"] = value
+        if "hyperparameters" in data:
+            data["hyperparameters"] = _check_hyperparameters(data["hyperparameters"],
+                                                             f"{source}: hyperparameters")
         if "output_dir" in data:
             kwargs["output_dir"] = Path(data.pop("output_dir"))
         if "agents" in data:
@@ -308,7 +315,10 @@ class ComparisonConfig:
 
         path = resolve_config_path(path)
         with open(path) as file:
-            data = yaml.safe_load(file) or {}
+            try:
+                data = yaml.safe_load(file) or {}
+            except yaml.YAMLError as error:
+                raise ValueError(f"{path} is not valid YAML: {error}") from error
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
@@ -332,7 +342,7 @@ def parse_seeds(value: Any) -> list[int]:
         raise ValueError(f"seeds must be a count or a list of integers, got {value!r}")
     if isinstance(value, int):
         if value < 1:
-            raise ValueError(f"the seed count must be at least 1, got {value}")
+            raise ValueError(f"the seed count (seeds, --seeds) must be at least 1, got {value}")
         return list(range(value))
     if isinstance(value, list | tuple):
         return list(value)
@@ -350,11 +360,29 @@ def _parse_envs(value: Any, source: str) -> list[EnvSettings]:
         if "total_timesteps" not in settings:
             raise ValueError(f"{source}: envs.{name} needs total_timesteps, the training budget of "
                              "each cell on it")
+        for key in ("env_kwargs", "agent_timesteps"):
+            if not isinstance(settings.get(key) or {}, dict):
+                raise ValueError(f"{source}: envs.{name}.{key} must be a mapping, got "
+                                 f"{settings[key]!r}")
+        hyperparameters = _check_hyperparameters(settings.get("hyperparameters"),
+                                                 f"{source}: envs.{name}.hyperparameters")
         envs.append(EnvSettings(str(name), settings["total_timesteps"],
                                 dict(settings.get("env_kwargs") or {}),
-                                dict(settings.get("hyperparameters") or {}),
+                                hyperparameters,
                                 dict(settings.get("agent_timesteps") or {})))
     return envs
+
+
+def _check_hyperparameters(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Check that ``value`` maps agent names to mappings of settings; return it as a dict."""
+    value = value or {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must map agent names to their settings, got {value!r}")
+    for agent, settings in value.items():
+        if not isinstance(settings or {}, dict):
+            raise ValueError(f"{where}.{agent} must be a mapping of settings such as "
+                             f"{{learning_rate: 0.001}}, got {settings!r}")
+    return {agent: dict(settings or {}) for agent, settings in value.items()}
 
 
 def _check_keys(data: Any, valid: tuple[str, ...], where: str) -> None:

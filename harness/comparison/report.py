@@ -195,6 +195,12 @@ def _curve_table(group: EnvResults) -> list[str]:
         unit = cells[0].unit
         label = "after step" if unit == ADAPTATION_STEP else "episode"
         points = ", ".join(f"{label} {x}: {_num(float(m.mean()))}" for x, m in zip(xs, matrices))
+        if unit == ADAPTATION_STEP:
+            # Without this a reader compares a score earned after many episodes of adaptation
+            # with the trial-level agents' and references' first episodes.
+            evaluation = cells[0].evaluation
+            points += (f" (each step adapts on {evaluation['rollouts_per_step']} episodes of the "
+                       f"task; trained for {evaluation['trained_adaptation_steps']} step(s))")
         lines.append(f"- {agent}: {points}")
     return lines
 
