@@ -223,8 +223,11 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> bool:
             ray.init(address=address, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ValueError(
-            f"cannot reach the Ray cluster at {address!r}: {error}. Start one with `ray start "
-            "--head` and pass the address it prints, or omit --address for a local instance."
+            f"cannot connect to the Ray cluster at {address!r}: {error}. Start one with `ray "
+            "start --head` and pass the address it prints, or omit --address for a local "
+            "instance. A cluster with token authentication (the default of `ray start` from "
+            "Ray 2.59) also needs RAY_AUTH_MODE=token here, with its token in ~/.ray/auth_token "
+            "or RAY_AUTH_TOKEN."
         ) from error
     return True
 

@@ -89,7 +89,7 @@ def _run(config: TrainConfig, run: RunDirectory) -> dict[str, Any]:
     write_json_atomic(record, run.path / CELL_FILE)
     if result.evaluation is not None:
         score = result.evaluation["mean_return"]
-        logger.info("cell %s %s after %d env steps in %.0f s; meta-test mean return %.3f [%.3f, %.3f]",
+        logger.info("cell %s %s after %d env steps in %.0f s; evaluation.json mean_return %.3f [%.3f, %.3f]",
                     run.name, record["status"], result.agent.num_timesteps,
                     record["sessions"][-1]["wall_seconds"], score["mean"], score["ci_low"],
                     score["ci_high"])

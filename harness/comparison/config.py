@@ -216,7 +216,8 @@ class ComparisonConfig:
         for agent in self.agents:
             agent_entry(agent)
         if not self.envs:
-            raise ValueError("no environments to compare; give at least one under `envs`")
+            raise ValueError("no environments to compare; give at least one with --envs or under "
+                             "`envs` in a --config file")
         _check_unique("agents", self.agents)
         _check_unique("envs", [env.name for env in self.envs])
         _check_unique("seeds", self.seeds)

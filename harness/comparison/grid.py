@@ -142,13 +142,13 @@ def run_comparison(config: ComparisonConfig, progress: bool = True) -> Compariso
 
     bar = tqdm(total=len(cells), initial=len(outcomes), unit="cell", disable=not progress,
                dynamic_ncols=True)
-    failures = 0
+    counts = {"failed": 0, "interrupted": 0}
 
     def on_outcome(outcome: CellOutcome) -> None:
-        nonlocal failures
-        failures += outcome.status == "failed"
+        if outcome.status in counts:
+            counts[outcome.status] += 1
         bar.update(1)
-        bar.set_postfix({"failed": failures})
+        bar.set_postfix(counts)
         if outcome.status == "failed":
             logger.error("cell %s failed: %s", outcome.key, outcome.error)
 
