@@ -142,7 +142,7 @@ def test_normalize_always_needs_an_oracle_on_every_env(tmp_path):
         check_comparison(config)
 
 
-def test_unreachable_ray_address_is_an_error_before_any_cell(tmp_path):
+def test_ray_unreachable_address_rejected(tmp_path):
     pytest.importorskip("ray")
     # Port 1 on the loopback interface: nothing listens there, so the connection is refused.
     config = tiny_config(tmp_path, agents=("rl2",), backend="ray", address="127.0.0.1:1")
@@ -162,7 +162,7 @@ def test_flags_override_the_config_file(tmp_path):
         build_config(CompareArgs(envs=("bandit-k3-n5",)))
 
 
-def test_a_rerun_with_other_settings_is_refused(tmp_path):
+def test_rerun_other_settings_rejected(tmp_path):
     config = tiny_config(tmp_path, agents=("rl2",), seeds=(0,))
     config.folder.mkdir(parents=True)
     changed = tiny_config(tmp_path, agents=("rl2",), seeds=(0,))
@@ -187,7 +187,7 @@ def finished_grid(tmp_path_factory):
     return config, result
 
 
-def test_every_cell_finishes_and_is_meta_tested_on_the_same_tasks(finished_grid):
+def test_grid_cells_share_held_out_tasks(finished_grid):
     config, result = finished_grid
     assert [outcome.status for outcome in result.outcomes] == ["finished"] * 4, result.outcomes
     evaluations = [json.loads((config.runs_dir / cell.key / "evaluation.json").read_text())
@@ -219,7 +219,7 @@ def test_results_csv_has_one_row_per_curve_point(finished_grid):
     assert all(float(row["wall_seconds"]) > 0 and int(row["env_steps"]) >= 800 for row in rows)
 
 
-def test_summary_scores_are_per_episode_means_of_the_per_task_files(finished_grid):
+def test_summary_score_per_episode_mean(finished_grid):
     config, result = finished_grid
     summary = {row["agent"]: row for row in result.report.summary_rows}
     scores = np.stack([read_per_task(config.runs_dir / f"rl2-bandit-k3-n5-seed{s}" / "evaluation.npz")
@@ -238,7 +238,9 @@ def test_summary_scores_are_per_episode_means_of_the_per_task_files(finished_gri
 def test_report_and_plots_are_written(finished_grid):
     config, result = finished_grid
     report = (config.folder / "report.md").read_text()
-    assert "## bandit-k3-n5" in report and "| rl2 | 2 |" in report and "| maml-ppo | 2 |" in report
+    assert "## bandit-k3-n5" in report
+    assert "| rl2 | 2 |" in report
+    assert "| maml-ppo | 2 |" in report
     assert "References, mean episode return on the same tasks: random" in report
     for key, path in result.report.plots.items():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", key
@@ -246,7 +248,7 @@ def test_report_and_plots_are_written(finished_grid):
     assert {"plots/bandit-k3-n5/adaptation", "plots/bandit-k3-n5/training"} <= set(result.report.plots)
 
 
-def test_a_rerun_never_trains_a_finished_cell_again(finished_grid):
+def test_rerun_reuses_finished_cells(finished_grid):
     config, _ = finished_grid
     model = config.runs_dir / "rl2-bandit-k3-n5-seed0" / "model.pt"
     before = model.stat().st_mtime_ns
@@ -255,7 +257,7 @@ def test_a_rerun_never_trains_a_finished_cell_again(finished_grid):
     assert model.stat().st_mtime_ns == before
 
 
-def test_a_half_finished_cell_resumes_from_its_checkpoint(tmp_path):
+def test_half_finished_cell_resumes(tmp_path):
     config = tiny_config(tmp_path, agents=("rl2",), seeds=(0,))
     config.checkpoints_per_cell = 2
     # Train the cell to its first checkpoint only (half the budget), as a stopped comparison
@@ -292,7 +294,7 @@ class BreakingDistribution(BanditDistribution):
 '''
 
 
-def test_a_failing_cell_is_reported_and_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+def test_failing_cell_reported_others_finish(tmp_path, monkeypatch, capsys):
     (tmp_path / "breaking_family.py").write_text(FAILING_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
@@ -305,11 +307,12 @@ def test_a_failing_cell_is_reported_and_does_not_stop_the_others(tmp_path, monke
     assert "FAILED rl2-breaking_family.BreakingDistribution-seed0: RuntimeError: this family breaks" in err
     assert "Traceback (most recent call last)" in err
     report = (config.folder / "report.md").read_text()
-    assert "## Failed cells" in report and "| rl2-bandit-k3-n5-seed0 | finished |" in report
+    assert "## Failed cells" in report
+    assert "| rl2-bandit-k3-n5-seed0 | finished |" in report
 
 
 def _processes_with(marker: str) -> list[int]:
-    """PIDs of processes other than this one whose environment holds ``marker``."""
+    """Return the PIDs of other processes whose environment contains ``marker``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -323,7 +326,7 @@ def _processes_with(marker: str) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
-def test_tracked_cells_and_summary_run_leave_no_processes_behind(tmp_path, monkeypatch):
+def test_wandb_grid_leaves_no_processes(tmp_path, monkeypatch):
     from wandb_files import history_rows, read_transaction_log
 
     marker = f"ADAPTRL_TEST_{uuid.uuid4().hex}"
@@ -348,7 +351,7 @@ def test_tracked_cells_and_summary_run_leave_no_processes_behind(tmp_path, monke
     assert rows[0]["plots/bandit-k3-n5/adaptation._type"] == "image-file"
 
 
-def test_ray_backend_runs_cells_as_tasks_and_brings_the_folders_back(tmp_path):
+def test_ray_backend_returns_run_folders(tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -359,7 +362,8 @@ def test_ray_backend_runs_cells_as_tasks_and_brings_the_folders_back(tmp_path):
     assert [outcome.status for outcome in result.outcomes] == ["finished"] * 2
     for cell in config.cells():
         folder = config.runs_dir / cell.key
-        assert (folder / "evaluation.npz").is_file() and (folder / "model.pt").is_file()
+        assert (folder / "evaluation.npz").is_file()
+        assert (folder / "model.pt").is_file()
     assert (config.folder / "report.md").is_file()
 
 
@@ -385,11 +389,12 @@ def test_ray_address_must_be_host_and_port():
 def test_compare_script_prints_help():
     completed = subprocess.run([sys.executable, "scripts/compare.py", "--help"], cwd=REPO,
                                capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0 and "--config" in completed.stdout
+    assert completed.returncode == 0
+    assert "--config" in completed.stdout
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
-def test_ctrl_c_checkpoints_running_cells_and_leaves_no_processes(tmp_path):
+def test_ctrl_c_checkpoints_running_cells(tmp_path):
     import signal
     import time
 
