@@ -10,7 +10,6 @@ the meta-batch, differentiating through the adaptation (:mod:`agents.maml_object
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -31,7 +30,7 @@ from agents.networks import clip_action
 from agents.seeding import SeedStreams
 from agents.serialization import atomic_save
 from agents.settings import checked_config
-from agents.trial_agent import distribution_spec, read_model_file
+from agents.trial_agent import model_header, read_model_file
 from envs.tasks import Task, TaskDistribution
 
 logger = logging.getLogger(__name__)
@@ -429,16 +428,7 @@ class MAMLPPO:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy and everything needed to rebuild it to ``path`` atomically."""
-        return atomic_save(self._header() | {"policy": self.policy.state_dict()}, path)
-
-    def _header(self) -> dict[str, Any]:
-        return {
-            "format": self.save_format,
-            "config": dataclasses.asdict(self.config),
-            "distribution": distribution_spec(self.distribution),
-            "seed": self.seed,
-            "num_timesteps": self.num_timesteps,
-        }
+        return atomic_save(model_header(self) | {"policy": self.policy.state_dict()}, path)
 
     @classmethod
     def load(
@@ -462,7 +452,7 @@ class MAMLPPO:
         resume exactly; MuJoCo workers draw their reset noise from their own generators,
         which a resumed run reseeds.
         """
-        return self._header() | {
+        return model_header(self) | {
             "num_updates": self.num_updates,
             "total_timesteps": self.total_timesteps,
             "policy": self.policy.state_dict(),

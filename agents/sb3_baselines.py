@@ -18,7 +18,6 @@ training but is not bit-identical to an uninterrupted one, unlike rl2, memory an
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +36,7 @@ from agents.device import resolve_device
 from agents.sb3_config import PPOBaselineConfig, RecurrentPPOBaselineConfig, SB3PPOConfig
 from agents.serialization import atomic_save
 from agents.settings import checked_config
-from agents.trial_agent import distribution_spec, read_model_file
+from agents.trial_agent import model_header, read_model_file
 from envs.task_sampling import TaskSamplingEnv
 from envs.tasks import Task, TaskDistribution
 from envs.trial import TrialWrapper
@@ -227,15 +226,6 @@ class SB3Baseline:
 
     # ----------------------------------------------------------------------------- files
 
-    def _header(self) -> dict[str, Any]:
-        return {
-            "format": self.save_format,
-            "config": dataclasses.asdict(self.config),
-            "distribution": distribution_spec(self.distribution),
-            "seed": self.seed,
-            "num_timesteps": self.num_timesteps,
-        }
-
     def _model_zip(self) -> bytes:
         """Return SB3's model zip: ``PPO.load(io.BytesIO(data))`` (or RecurrentPPO's) reads it."""
         buffer = io.BytesIO()
@@ -244,7 +234,7 @@ class SB3Baseline:
 
     def save(self, path: str | Path) -> Path:
         """Write SB3's model zip and everything needed to rebuild the agent to ``path`` atomically."""
-        return atomic_save(self._header() | {"model": self._model_zip()}, path)
+        return atomic_save(model_header(self) | {"model": self._model_zip()}, path)
 
     @classmethod
     def load(
@@ -275,7 +265,7 @@ class SB3Baseline:
 
     def training_state(self) -> dict[str, Any]:
         """Return what resumes training: SB3's model zip (policy and optimizer) and counters."""
-        return self._header() | {
+        return model_header(self) | {
             "model": self._model_zip(),
             "num_updates": self.num_updates,
             "total_timesteps": self.total_timesteps,

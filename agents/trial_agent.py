@@ -401,17 +401,7 @@ class TrialAgent:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy and everything needed to rebuild it to ``path`` atomically."""
-        return atomic_save(
-            {
-                "format": self.save_format,
-                "config": dataclasses.asdict(self.config),
-                "distribution": distribution_spec(self.distribution),
-                "seed": self.seed,
-                "num_timesteps": self.num_timesteps,
-                "policy": self.policy.state_dict(),
-            },
-            path,
-        )
+        return atomic_save(model_header(self) | {"policy": self.policy.state_dict()}, path)
 
     @classmethod
     def load(
@@ -437,12 +427,7 @@ class TrialAgent:
     def training_state(self) -> dict[str, Any]:
         """Return everything that resumes training exactly: weights, optimizer, envs, RNGs."""
         collector = self._ensure_collector()
-        return {
-            "format": self.save_format,
-            "config": dataclasses.asdict(self.config),
-            "distribution": distribution_spec(self.distribution),
-            "seed": self.seed,
-            "num_timesteps": self.num_timesteps,
+        return model_header(self) | {
             "num_updates": self.num_updates,
             "total_timesteps": self.total_timesteps,
             "policy": self.policy.state_dict(),
@@ -489,6 +474,21 @@ def _gather_metrics(trial_stats, update_stats: dict[str, torch.Tensor]) -> dict[
         if count:
             metrics[f"rollout/episode_return/{index}"] = total / count
     return metrics
+
+
+def model_header(agent) -> dict[str, Any]:
+    """Return what every model file and checkpoint starts with: format, settings, task family, step.
+
+    ``agent`` has ``save_format``, a dataclass ``config``, ``distribution``, ``seed`` and
+    ``num_timesteps``; :func:`read_model_file` reads these entries back.
+    """
+    return {
+        "format": agent.save_format,
+        "config": dataclasses.asdict(agent.config),
+        "distribution": distribution_spec(agent.distribution),
+        "seed": agent.seed,
+        "num_timesteps": agent.num_timesteps,
+    }
 
 
 def distribution_spec(distribution: TaskDistribution) -> dict[str, Any]:

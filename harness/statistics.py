@@ -15,8 +15,8 @@ differ. With one seed the scheme reduces to a bootstrap over tasks.
 
 Resampling at both levels counts the within-seed task variance twice. With no seed effect
 at all, the variance of the bootstrapped mean is about ``(2 - 1/num_seeds)`` times the
-variance of the sample mean, so the interval of the mean is conservative then, by up to a
-factor of about 1.4 in width. When seeds differ, the seed-level term dominates and the factor shrinks
+variance of the sample mean. The interval of the mean is then conservative, up to about 1.4
+times too wide. When seeds differ, the seed-level term dominates and the factor shrinks
 towards 1.
 
 Training curves have one value per seed at each step and usually only 3 to 10 seeds. A

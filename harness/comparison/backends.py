@@ -12,7 +12,7 @@ process group (vector-env workers, W&B's service), so nothing outlives the drive
 
 Ray: each cell is a Ray task declaring ``cpus_per_cell`` and ``gpus_per_cell``. The task
 trains in a temporary folder on whichever node runs it and sends the run folder back to the
-driver as a tar archive; a half-finished cell's folder travels the other way, so resuming
+driver as a tar archive. A half-finished cell's folder travels the other way, so resuming
 works on a cluster without a shared file system.
 """
 
@@ -104,7 +104,7 @@ def run_local(specs: dict[str, dict[str, Any]], folder: Path, workers: int,
     outcomes: list[CellOutcome] = []
     stop_sent_at: float | None = None
 
-    def finish(key: str, outcome: CellOutcome) -> None:
+    def finish(outcome: CellOutcome) -> None:
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
@@ -126,8 +126,7 @@ def run_local(specs: dict[str, dict[str, Any]], folder: Path, workers: int,
                 for key in [key for key, (process, _, _) in running.items() if process.poll() is not None]:
                     process, result_path, log_file = running.pop(key)
                     log_file.close()
-                    finish(key, _read_outcome(key, process.returncode, result_path,
-                                              logs / f"{key}.log"))
+                    finish(_read_outcome(key, process.returncode, result_path, logs / f"{key}.log"))
                 time.sleep(_POLL_SECONDS)
         finally:
             for process, _, log_file in running.values():

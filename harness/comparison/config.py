@@ -163,6 +163,34 @@ class ComparisonConfig:
     def train_config(self, cell: Cell) -> TrainConfig:
         """Return the TrainConfig that trains ``cell``, with the grid's shared settings."""
         env = self.env_settings(cell.env)
+        budget = env.budget(cell.agent)
+        config = TrainConfig(
+            env=cell.env,
+            env_kwargs=tuple(f"{key}={value!r}" for key, value in env.env_kwargs.items()),
+            agent=cell.agent,
+            total_timesteps=budget,
+            seed=cell.seed,
+            device=self.device,
+            run_name=cell.key,
+            runs_dir=self.runs_dir,
+            checkpoint_interval=max(1, -(-budget // self.checkpoints_per_cell)),
+            eval_tasks=self.eval_tasks,
+            eval_seed=self.eval_seed,
+            eval_deterministic=self.eval_deterministic,
+            track=self.track,
+            wandb_project=self.wandb_project,
+            wandb_entity=self.wandb_entity,
+            wandb_group=self.name,
+            wandb_tags=("comparison", self.name),
+            progress=False,
+            torch_threads=self.torch_threads,
+        )
+        setattr(config, config_field(cell.agent), self.agent_config(cell))
+        return config
+
+    def agent_config(self, cell: Cell) -> Any:
+        """Return ``cell``'s agent settings: the grid-wide ones, then the env's own on top."""
+        env = self.env_settings(cell.env)
         settings = {**self.hyperparameters.get(cell.agent, {}),
                     **env.hyperparameters.get(cell.agent, {})}
         agent_class = agent_entry(cell.agent).config_class
@@ -175,32 +203,7 @@ class ComparisonConfig:
                 "(a flag's name with underscores, e.g. --maml-ppo.meta-batch-size is meta_batch_size)"
             )
         from_dict = getattr(agent_class, "from_dict", None)
-        agent_config = from_dict(settings) if from_dict else agent_class(**settings)
-        budget = env.budget(cell.agent)
-        interval = max(1, -(-budget // self.checkpoints_per_cell))
-        config = TrainConfig(
-            env=cell.env,
-            env_kwargs=tuple(f"{key}={value!r}" for key, value in env.env_kwargs.items()),
-            agent=cell.agent,
-            total_timesteps=budget,
-            seed=cell.seed,
-            device=self.device,
-            run_name=cell.key,
-            runs_dir=self.runs_dir,
-            checkpoint_interval=interval,
-            eval_tasks=self.eval_tasks,
-            eval_seed=self.eval_seed,
-            eval_deterministic=self.eval_deterministic,
-            track=self.track,
-            wandb_project=self.wandb_project,
-            wandb_entity=self.wandb_entity,
-            wandb_group=self.name,
-            wandb_tags=("comparison", self.name),
-            progress=False,
-            torch_threads=self.torch_threads,
-        )
-        setattr(config, config_field(cell.agent), agent_config)
-        return config
+        return from_dict(settings) if from_dict else agent_class(**settings)
 
     def validate(self) -> None:
         """Check the grid before any cell starts: names, numbers and every cell's TrainConfig.
