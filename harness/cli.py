@@ -21,7 +21,7 @@ def _configure_logging() -> None:
 def train_main(argv: list[str] | None = None) -> int:
     """Parse the training flags, train, and print the meta-test table."""
     from harness.evaluation import format_table
-    from harness.training import train
+    from harness.training import python_command, train
 
     config = tyro.cli(TrainConfig, args=argv)
     _configure_logging()
@@ -31,6 +31,10 @@ def train_main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if result.interrupted:
+        run = result.run
+        print(f"Interrupted at {result.agent.num_timesteps} env steps; checkpoint saved. Continue "
+              f"with: {python_command()} scripts/train.py --resume --run-name {run.name} "
+              f"--runs-dir {run.path.parent}")
         # The shell's convention for a process stopped by a signal: 130 for SIGINT, 143 for SIGTERM.
         return 128 + (result.stop_signal or signal.SIGINT)
     print()

@@ -115,8 +115,12 @@ def train(config: TrainConfig) -> TrainResult:
         "device": str(agent.device),
         "versions": software_versions(),
     }
-    if not config.resume:
-        run.write_config(resolved)
+    if config.resume:
+        # The budget, device and threads may differ from the first invocation's; config.json
+        # records the latest, keeping the versions the run started with beside this one's.
+        first = run.read_config()
+        resolved["versions_at_start"] = first.get("versions_at_start", first["versions"])
+    run.write_config(resolved)
 
     wandb = None
     if config.track:
@@ -139,9 +143,6 @@ def _train_and_evaluate(config, distribution, agent, run, resolved, wandb) -> Tr
             logger.info("resumed %s at %d env steps", run.name, agent.num_timesteps)
         stop_signal = _learn(agent, config, run, tracker)
         if stop_signal is not None:
-            print(f"Interrupted at {agent.num_timesteps} env steps; checkpoint saved. Continue "
-                  f"with: {python_command()} scripts/train.py --resume --run-name {run.name} "
-                  f"--runs-dir {config.runs_dir}")
             return TrainResult(run, agent, None, True, stop_signal)
 
         agent.save(run.model_path)
@@ -168,9 +169,10 @@ def _learn(agent, config: TrainConfig, run: RunDirectory, tracker: Tracker) -> i
     """
     from tqdm.auto import tqdm
 
-    recent_returns: deque[float] = deque(maxlen=20)
     # The bar shows the mean of a metric over recent updates: the trial return for agents
-    # that adapt within a trial, the post-adaptation return for MAML.
+    # that adapt within a trial, the post-adaptation return for MAML. An agent whose updates
+    # each cover many episodes averages over fewer of them, so that the figure keeps up.
+    recent_returns: deque[float] = deque(maxlen=getattr(agent, "progress_window", 20))
     progress_metric = getattr(agent, "progress_metric", "rollout/mean_trial_return")
     progress_label = progress_metric.rsplit("/", 1)[-1].removeprefix("mean_")
     next_checkpoint = (agent.num_timesteps // config.checkpoint_interval + 1) * config.checkpoint_interval

@@ -185,6 +185,18 @@ def test_resume_without_checkpoint_is_an_error(tmp_path, capsys):
     assert "no checkpoint at" in capsys.readouterr().err
 
 
+def test_resumed_run_records_its_new_budget(tmp_path):
+    first = train(tiny_config(tmp_path))
+    started_with = json.loads((first.run.path / "config.json").read_text())["versions"]
+    resumed = train(TrainConfig(resume=True, runs_dir=tmp_path / "runs", run_name="tiny",
+                                total_timesteps=1600, progress=False))
+    assert resumed.agent.num_timesteps == 1600
+    saved = json.loads((resumed.run.path / "config.json").read_text())
+    assert saved["train"]["total_timesteps"] == 1600
+    assert saved["train"]["rl2"]["hidden_size"] == 16
+    assert saved["versions_at_start"] == started_with
+
+
 def test_existing_run_needs_resume(tmp_path):
     train(tiny_config(tmp_path))
     with pytest.raises(FileExistsError, match="Pass --resume to continue it"):
