@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from agents.device import resolve_device
-from agents.maml_objective import adapt, make_task_batch, meta_loss
+from agents.maml_objective import adapt, make_task_batch, meta_loss, step_size_at
 from agents.maml_sampler import Params, Trajectories, policy_forward, sample_trajectories
 from agents.mlp_policy import POLICY_KINDS, MLPPolicy, resolve_policy_kind
 from agents.networks import clip_action
@@ -57,6 +57,10 @@ class MAMLConfig:
     """Inner-loop policy-gradient steps per task during training."""
     inner_learning_rate: float = 0.1
     """alpha, the step size of each adaptation step."""
+    learn_inner_learning_rate: bool = False
+    """Meta-learn one inner step size per parameter tensor and adaptation step (MAML++'s
+    per-layer, per-step rates), each starting at inner_learning_rate. Meta-test steps past
+    num_adaptation_steps reuse the last trained step's sizes."""
     first_order: bool = False
     """Drop the second-order terms of the meta-gradient (first-order MAML)."""
     learning_rate: float = 1e-3
@@ -176,6 +180,9 @@ class MAMLPPO:
     # The meta-test curve is indexed by adaptation step, not by inner episode.
     adaptation_unit = "adaptation step"
     progress_metric = "rollout/adapted_return"
+    # Updates the progress bar averages: each already spans meta_batch_size x rollouts_per_task
+    # post-adaptation episodes (400 by default).
+    progress_window = 3
 
     def __init__(
         self,
@@ -203,7 +210,15 @@ class MAMLPPO:
             self.policy = MLPPolicy(self.observation_dim, self.action_space,
                                     self.config.hidden_sizes, self.config.policy,
                                     self.config.log_std_init).to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate,
+        # (K, number of parameter tensors): row k contains adaptation step k's step sizes, in
+        # the order of policy.named_parameters(). None when alpha is a fixed number.
+        self.inner_learning_rates: nn.Parameter | None = None
+        if self.config.learn_inner_learning_rate:
+            num_tensors = len(list(self.policy.parameters()))
+            self.inner_learning_rates = nn.Parameter(torch.full(
+                (self.config.num_adaptation_steps, num_tensors), self.config.inner_learning_rate,
+                device=self.device))
+        self.optimizer = torch.optim.Adam(self._trained_parameters(), lr=self.config.learning_rate,
                                           eps=1e-5)
         self._sampling = self.streams.generator("sampling", self.device)
         self._task_generator = self.streams.generator("tasks", self.device)
@@ -236,6 +251,19 @@ class MAMLPPO:
 
     def meta_parameters(self) -> Params:
         return dict(self.policy.named_parameters())
+
+    def _trained_parameters(self) -> list[nn.Parameter]:
+        """Return what the outer loop trains: the policy's parameters and any learned step sizes."""
+        extra = [] if self.inner_learning_rates is None else [self.inner_learning_rates]
+        return [*self.policy.parameters(), *extra]
+
+    def step_sizes(self, detach: bool = False) -> float | list[dict[str, torch.Tensor]]:
+        """Return the inner step size: alpha, or per adaptation step a scalar per parameter name."""
+        if self.inner_learning_rates is None:
+            return self.config.inner_learning_rate
+        rates = self.inner_learning_rates.detach() if detach else self.inner_learning_rates
+        names = [name for name, _ in self.policy.named_parameters()]
+        return [dict(zip(names, row)) for row in rates]
 
     def learn(self, total_timesteps: int, callback: Callback | None = None) -> MAMLPPO:
         """Run meta-iterations until ``num_timesteps`` reaches ``total_timesteps`` env steps.
@@ -277,12 +305,11 @@ class MAMLPPO:
         theta = self.meta_parameters()
         totals: dict[str, torch.Tensor] = {}
         for _ in range(config.num_epochs):
-            loss, stats = meta_loss(self.policy, theta, batches, post_batch,
-                                    config.inner_learning_rate, config.first_order,
-                                    config.clip_coef)
+            loss, stats = meta_loss(self.policy, theta, batches, post_batch, self.step_sizes(),
+                                    config.first_order, config.clip_coef)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), config.max_grad_norm)
+            grad_norm = nn.utils.clip_grad_norm_(self._trained_parameters(), config.max_grad_norm)
             self.optimizer.step()
             stats = {"meta_loss": loss.detach(), "grad_norm": grad_norm, **stats}
             for key, value in stats.items():
@@ -310,6 +337,9 @@ class MAMLPPO:
         })
         if self.policy.kind == "gaussian":
             metrics["train/log_std"] = float(self.policy.head.log_std.detach().mean())
+        if self.inner_learning_rates is not None:
+            for step, row in enumerate(self.inner_learning_rates.detach().mean(1).tolist()):
+                metrics[f"train/inner_learning_rate/{step}"] = row
         return metrics
 
     def _sample_and_adapt(
@@ -328,6 +358,7 @@ class MAMLPPO:
         """
         config = self.config
         params = _stack(self.meta_parameters(), task_params.shape[0])
+        step_sizes = self.step_sizes(detach=True)
         batches, trajectories, greedy_trajectories = [], [], []
         for step in range(num_steps + 1):
             sample = sample_trajectories(env, self.policy, params, task_params,
@@ -343,7 +374,7 @@ class MAMLPPO:
             if step < num_steps:
                 # No meta-gradient flows through sampling: adapt detached copies.
                 params = {k: v.detach() for k, v in adapt(
-                    self.policy, params, batches[-1], config.inner_learning_rate,
+                    self.policy, params, batches[-1], step_size_at(step_sizes, step),
                     first_order=True, shared=False).items()}
         return batches, trajectories, greedy_trajectories
 
@@ -428,7 +459,19 @@ class MAMLPPO:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy and everything needed to rebuild it to ``path`` atomically."""
-        return atomic_save(model_header(self) | {"policy": self.policy.state_dict()}, path)
+        return atomic_save(model_header(self) | self._weights(), path)
+
+    def _weights(self) -> dict[str, Any]:
+        weights = {"policy": self.policy.state_dict()}
+        if self.inner_learning_rates is not None:
+            weights["inner_learning_rates"] = self.inner_learning_rates.detach().clone()
+        return weights
+
+    def _load_weights(self, data: dict[str, Any]) -> None:
+        self.policy.load_state_dict(data["policy"])
+        if self.inner_learning_rates is not None:
+            with torch.no_grad():
+                self.inner_learning_rates.copy_(data["inner_learning_rates"])
 
     @classmethod
     def load(
@@ -441,7 +484,7 @@ class MAMLPPO:
         data, distribution = read_model_file(cls, path, distribution)
         agent = cls(distribution, MAMLConfig.from_dict(data["config"]), device=device,
                     seed=data["seed"])
-        agent.policy.load_state_dict(data["policy"])
+        agent._load_weights(data)
         agent.num_timesteps = data["num_timesteps"]
         return agent
 
@@ -455,7 +498,7 @@ class MAMLPPO:
         return model_header(self) | {
             "num_updates": self.num_updates,
             "total_timesteps": self.total_timesteps,
-            "policy": self.policy.state_dict(),
+            **self._weights(),
             "optimizer": self.optimizer.state_dict(),
             "generators": {
                 "sampling": self._sampling.get_state(),
@@ -466,7 +509,7 @@ class MAMLPPO:
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`training_state` into this agent."""
-        self.policy.load_state_dict(state["policy"])
+        self._load_weights(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self._sampling.set_state(state["generators"]["sampling"])
         self._task_generator.set_state(state["generators"]["tasks"])

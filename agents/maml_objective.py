@@ -10,10 +10,15 @@ clipped surrogate of theta_K on the post-adaptation trajectories. Its gradient w
 to theta runs back through every adaptation step: the second-order meta-gradient contains the
 Hessians of L_in. ``first_order=True`` computes each inner gradient at detached parameters,
 so d theta_{k+1} / d theta_k is the identity and those Hessian terms are dropped.
+
+alpha may also be learned: one scalar per parameter tensor and adaptation step, which the
+outer loss differentiates like theta (the per-layer, per-step rates of MAML++: Antoniou,
+Edwards and Storkey, "How to train your MAML", ICLR 2019, arXiv:1810.09502).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +28,10 @@ from torch.func import grad, vmap
 from agents.gae import compute_gae
 from agents.linear_baseline import fit_predict
 from agents.maml_sampler import Params, Trajectories, policy_forward
+
+# The inner step size alpha: one number for every parameter tensor, or one scalar tensor per
+# parameter tensor's name (learned step sizes, which the outer loss differentiates).
+StepSize = float | Mapping[str, torch.Tensor]
 
 
 @dataclass
@@ -99,7 +108,7 @@ def adapt(
     policy: nn.Module,
     params: Params,
     batch: TaskBatch,
-    inner_learning_rate: float,
+    inner_learning_rate: StepSize,
     first_order: bool,
     shared: bool,
 ) -> Params:
@@ -109,6 +118,7 @@ def adapt(
         params: theta_k; the same for every task (``shared``, theta_0) or stacked per task
             with a leading axis M.
         batch: step k's trajectories of the M tasks.
+        inner_learning_rate: alpha, or a scalar tensor per parameter name.
         first_order: take the inner gradient at detached parameters.
 
     Returns:
@@ -122,24 +132,40 @@ def adapt(
         at, batch.obs, batch.actions, batch.advantages, batch.mask
     )
     num_tasks = batch.obs.shape[0]
+    per_name = isinstance(inner_learning_rate, Mapping)
     return {
         name: (value.unsqueeze(0).expand(num_tasks, *value.shape) if shared else value)
-        - inner_learning_rate * gradients[name]
+        - (inner_learning_rate[name] if per_name else inner_learning_rate) * gradients[name]
         for name, value in params.items()
     }
+
+
+def step_size_at(inner_learning_rate: StepSize | Sequence[StepSize], step: int) -> StepSize:
+    """Return the step size of adaptation step ``step`` (0-based).
+
+    A sequence contains one step size per trained step, and steps past its end (a meta-test that
+    adapts longer than training did) reuse its last entry.
+    """
+    if isinstance(inner_learning_rate, Sequence):
+        return inner_learning_rate[min(step, len(inner_learning_rate) - 1)]
+    return inner_learning_rate
 
 
 def adapt_through(
     policy: nn.Module,
     params: Params,
     batches: list[TaskBatch],
-    inner_learning_rate: float,
+    inner_learning_rate: StepSize | Sequence[StepSize],
     first_order: bool,
 ) -> Params:
-    """Return theta_K per task after one adaptation step on each of ``batches`` in turn."""
+    """Return theta_K per task after one adaptation step on each of ``batches`` in turn.
+
+    ``inner_learning_rate`` is one step size for every step, or a sequence with one per step.
+    """
     adapted, shared = params, True
-    for batch in batches:
-        adapted = adapt(policy, adapted, batch, inner_learning_rate, first_order, shared)
+    for step, batch in enumerate(batches):
+        adapted = adapt(policy, adapted, batch, step_size_at(inner_learning_rate, step),
+                        first_order, shared)
         shared = False
     return adapted
 
@@ -178,10 +204,11 @@ def meta_loss(
     params: Params,
     adaptation_batches: list[TaskBatch],
     post_batch: TaskBatch,
-    inner_learning_rate: float,
+    inner_learning_rate: StepSize | Sequence[StepSize],
     first_order: bool,
     clip_coef: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The outer objective as a function of theta: adapt through every step, then PPO's loss."""
+    """The outer objective as a function of theta (and of learned step sizes): adapt through
+    every step, then PPO's loss."""
     adapted = adapt_through(policy, params, adaptation_batches, inner_learning_rate, first_order)
     return clipped_surrogate_loss(policy, adapted, post_batch, clip_coef)

@@ -185,6 +185,37 @@ def test_resume_is_exact():
     torch.testing.assert_close(flat_parameters(resumed), flat_parameters(straight), rtol=0, atol=0)
 
 
+def test_learned_step_sizes_train_save_and_resume(tmp_path):
+    agent = bandit_agent(seed=3, num_adaptation_steps=2, learn_inner_learning_rate=True)
+    num_tensors = len(list(agent.policy.parameters()))
+    assert torch.equal(agent.inner_learning_rates.detach(), torch.full((2, num_tensors), 0.1))
+    seen = []
+    agent.learn(240, callback=lambda _agent, metrics: seen.append(metrics))
+    assert not torch.equal(agent.inner_learning_rates.detach(), torch.full((2, num_tensors), 0.1))
+    assert {"train/inner_learning_rate/0", "train/inner_learning_rate/1"} <= set(seen[-1])
+
+    _, loaded = load_agent(agent.save(tmp_path / "model.pt"), device="cpu")
+    torch.testing.assert_close(loaded.inner_learning_rates, agent.inner_learning_rates)
+    tasks = agent.distribution.meta_split().test[:4]
+    np.testing.assert_array_equal(loaded.meta_test(tasks, seed=1), agent.meta_test(tasks, seed=1))
+
+    straight = bandit_agent(seed=3, num_adaptation_steps=2, learn_inner_learning_rate=True)
+    straight.learn(480)
+    resumed = bandit_agent(seed=3, num_adaptation_steps=2, learn_inner_learning_rate=True)
+    resumed.load_training_state(agent.training_state())
+    resumed.learn(480)
+    torch.testing.assert_close(resumed.inner_learning_rates, straight.inner_learning_rates,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(flat_parameters(resumed), flat_parameters(straight), rtol=0, atol=0)
+
+
+def test_fixed_step_size_saves_no_learned_rates(tmp_path):
+    agent = bandit_agent().learn(40)
+    assert agent.inner_learning_rates is None
+    assert "inner_learning_rates" not in torch.load(agent.save(tmp_path / "m.pt"),
+                                                    weights_only=False)
+
+
 def test_train_writes_adaptation_step_evaluation(tmp_path):
     config = TrainConfig(agent="maml-ppo", total_timesteps=80, runs_dir=tmp_path, eval_tasks=20,
                          progress=False)
