@@ -23,10 +23,11 @@ def train_main(argv: list[str] | None = None) -> int:
     from harness.evaluation import format_table
     from harness.training import python_command, train
 
+    argv = sys.argv[1:] if argv is None else argv
     config = tyro.cli(TrainConfig, args=argv)
     _configure_logging()
     try:
-        result = train(config)
+        result = train(config, explicit_settings=given_settings(argv, config))
     except (ValueError, TypeError, NotImplementedError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -42,6 +43,27 @@ def train_main(argv: list[str] | None = None) -> int:
     print(f"\nRun folder: {result.run.path} (config.json, metrics.jsonl, checkpoints/, "
           "model.pt, evaluation.json, evaluation.npz)")
     return 0
+
+
+def given_settings(argv: list[str], config: TrainConfig) -> list[str]:
+    """Return the TrainConfig settings that ``argv``'s flags set, dotted within an agent's.
+
+    ``--rl2.hidden-size 16`` sets ``rl2.hidden_size``, and ``--no-progress`` (tyro's form of a
+    false boolean) sets ``progress``.
+    """
+    values = config.to_dict()
+    settings = []
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        name = token[2:].split("=", 1)[0].replace("-", "_")
+        prefix, dot, last = name.rpartition(".")
+        for candidate in (name, prefix + dot + last.removeprefix("no_")):
+            section, _, key = candidate.partition(".")
+            if section in values and (not key or key in values[section]):
+                settings.append(candidate)
+                break
+    return settings
 
 
 @dataclass

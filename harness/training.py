@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,34 +75,79 @@ class StopRequest:
                        "checkpoint; send it again to stop at once", signum)
 
 
-def resume_config(config: TrainConfig) -> TrainConfig:
+# Settings a resumed run may change, because they do not change what training computes.
+RESUMABLE_SETTINGS = ("total_timesteps", "device", "torch_threads", "progress", "track",
+                      "checkpoint_interval", "eval_tasks", "eval_seed", "eval_deterministic")
+# Settings that name the run to resume rather than describe it.
+_RUN_SELECTORS = ("runs_dir", "run_name", "resume")
+
+
+def resume_config(config: TrainConfig, explicit_settings: Collection[str] | None = None) -> TrainConfig:
     """Return the saved config of the run to resume, with this invocation's overrides.
 
     The saved run defines everything: agent, env, seed, hyperparameters, budget, device and
-    tracking. A resumed run may change only the budget, device, thread count, tracking and
-    progress display, and only by passing a value other than the flag's default.
+    tracking. A resumed run may change the settings in RESUMABLE_SETTINGS. Any other setting
+    given must equal the saved one.
+
+    Args:
+        explicit_settings: the settings the caller set (the command line's flags), as
+            TrainConfig field names, dotted for an agent's hyperparameters
+            (``"rl2.hidden_size"``). Default: the settings that differ from TrainConfig's
+            defaults.
+
+    Raises:
+        ValueError: a given setting outside RESUMABLE_SETTINGS differs from the saved run's.
     """
     run = RunDirectory(config.run_dir())
     run.prepare(resume=True)
     saved = TrainConfig.from_dict(run.read_config()["train"])
-    defaults = TrainConfig()
-    for name in ("total_timesteps", "device", "track", "progress", "torch_threads"):
-        if getattr(config, name) != getattr(defaults, name):
+    requested, saved_values = config.to_dict(), saved.to_dict()
+    if explicit_settings is None:
+        explicit_settings = _changed_settings(requested, TrainConfig().to_dict())
+    for name in sorted(set(explicit_settings) - set(_RUN_SELECTORS)):
+        if name in RESUMABLE_SETTINGS:
             setattr(saved, name, getattr(config, name))
+            continue
+        section, _, key = name.partition(".")
+        new, old = requested[section], saved_values[section]
+        if key:
+            new, old = new[key], old[key]
+        if new != old:
+            flag = "--" + name.replace("_", "-")
+            allowed = ", ".join("--" + setting.replace("_", "-") for setting in RESUMABLE_SETTINGS)
+            raise ValueError(
+                f"--resume continues run {run.name} with its saved settings, and {flag} cannot "
+                f"change there (saved: {old!r}, given: {new!r}). Drop {flag} to resume, or "
+                f"start a new run under another --run-name. A resumed run may change {allowed}."
+            )
     saved.runs_dir, saved.run_name, saved.resume = config.runs_dir, config.run_name, True
     return saved
 
 
-def train(config: TrainConfig) -> TrainResult:
+def _changed_settings(values: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Return the settings in ``values`` that differ from ``defaults``, dotted within an agent's."""
+    changed = []
+    for name, value in values.items():
+        if isinstance(value, dict):
+            changed += [f"{name}.{key}" for key in value if value[key] != defaults[name][key]]
+        elif value != defaults[name]:
+            changed.append(name)
+    return changed
+
+
+def train(config: TrainConfig, explicit_settings: Collection[str] | None = None) -> TrainResult:
     """Train, checkpoint and meta-test one agent as ``config`` specifies.
 
     Every value is checked before anything is written. A run interrupted by Ctrl-C or
     SIGTERM writes a checkpoint at the end of the current update. ``--resume`` continues it;
     for rl2, memory and maml-ppo with identical results to an uninterrupted run on CPU (the
     stable-baselines3 baselines do not save their rollout state).
+
+    ``explicit_settings`` names the settings the caller set, for a resumed run (see
+    :func:`resume_config`).
     """
     if config.resume:
-        config = resume_config(config)
+        config = resume_config(config, explicit_settings)
     distribution = config.validate()
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
@@ -116,8 +162,8 @@ def train(config: TrainConfig) -> TrainResult:
         "versions": software_versions(),
     }
     if config.resume:
-        # The budget, device and threads may differ from the first invocation's; config.json
-        # records the latest, keeping the versions the run started with beside this one's.
+        # RESUMABLE_SETTINGS may differ from the first invocation's. config.json records the
+        # latest, and keeps the versions the run started with beside this one's.
         first = run.read_config()
         resolved["versions_at_start"] = first.get("versions_at_start", first["versions"])
     run.write_config(resolved)

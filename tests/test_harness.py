@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import tyro
 from wandb_files import config_of, history_rows, records_of, summary_of
 
 from agents import RL2Config
 from harness import TrainConfig, train
-from harness.cli import evaluate_main, train_main
+from harness.cli import evaluate_main, given_settings, train_main
 from harness.evaluation import summarize
+from harness.training import resume_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
@@ -195,6 +197,60 @@ def test_resumed_run_records_its_new_budget(tmp_path):
     assert saved["train"]["total_timesteps"] == 1600
     assert saved["train"]["rl2"]["hidden_size"] == 16
     assert saved["versions_at_start"] == started_with
+
+
+def resume_flags(tmp_path, *flags) -> TrainConfig:
+    """The config ``scripts/train.py --resume`` builds from ``flags``, after resume_config."""
+    argv = ["--resume", "--runs-dir", str(tmp_path / "runs"), "--run-name", "tiny", *flags]
+    return resume_config(tyro.cli(TrainConfig, args=argv), given_settings(argv, TrainConfig()))
+
+
+def test_resume_applies_a_flag_given_at_its_default(tmp_path):
+    train(tiny_config(tmp_path))
+    # 5,000,000 is the flag's default, and the run was saved with 800.
+    assert resume_flags(tmp_path, "--total-timesteps", "5000000").total_timesteps == 5_000_000
+    assert resume_flags(tmp_path, "--eval-tasks", "100").eval_tasks == 100
+    assert resume_flags(tmp_path, "--progress").progress is True
+    assert resume_flags(tmp_path).total_timesteps == 800
+
+
+def test_resume_accepts_a_saved_value_again(tmp_path):
+    train(tiny_config(tmp_path))
+    config = resume_flags(tmp_path, "--rl2.hidden-size", "16", "--agent", "rl2")
+    assert config.rl2.hidden_size == 16
+    assert config.rl2.num_envs == 8
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--agent", "memory"], "--agent cannot change there (saved: 'rl2', given: 'memory')"),
+    (["--rl2.hidden-size", "32"], "--rl2.hidden-size cannot change there (saved: 16, given: 32)"),
+    (["--seed", "0"], None),
+    (["--seed", "3"], "--seed cannot change there (saved: 0, given: 3)"),
+])
+def test_resume_rejects_a_changed_setting(tmp_path, flags, fragment):
+    train(tiny_config(tmp_path))
+    if fragment is None:
+        resume_flags(tmp_path, *flags)
+        return
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        resume_flags(tmp_path, *flags)
+
+
+def test_resume_with_a_changed_setting_exits_2(tmp_path, capsys):
+    train(tiny_config(tmp_path))
+    code = train_main(["--resume", "--runs-dir", str(tmp_path / "runs"), "--run-name", "tiny",
+                       "--agent", "memory"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "Drop --agent to resume, or start a new run under another --run-name" in error
+
+
+def test_given_settings_reads_flag_forms():
+    argv = ["--resume", "--no-progress", "--maml-ppo.no-first-order", "--rl2.hidden-size=16",
+            "--env-kwargs", "window=3", "--total-timesteps", "10"]
+    assert given_settings(argv, TrainConfig()) == [
+        "resume", "progress", "maml_ppo.first_order", "rl2.hidden_size", "env_kwargs",
+        "total_timesteps"]
 
 
 def test_existing_run_needs_resume(tmp_path):
