@@ -21,6 +21,7 @@ def _configure_logging() -> None:
 def train_main(argv: list[str] | None = None) -> int:
     """Parse the training flags, train, and print the meta-test table."""
     from harness.evaluation import format_table
+    from harness.run import RunDirectory
     from harness.training import python_command, train
 
     argv = sys.argv[1:] if argv is None else argv
@@ -31,6 +32,17 @@ def train_main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, NotImplementedError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # A second Ctrl-C or SIGTERM stops in the middle of an update, without a checkpoint.
+        run = RunDirectory(config.run_dir())
+        if run.has_checkpoint():
+            print(f"Stopped at once; the last checkpoint is kept. Continue with: "
+                  f"{python_command()} scripts/train.py --resume --run-name {run.name} "
+                  f"--runs-dir {run.path.parent}", file=sys.stderr)
+        else:
+            print(f"Stopped at once, before the first checkpoint. Delete {run.path} to start "
+                  "the run again.", file=sys.stderr)
+        return 128 + signal.SIGINT
     if result.interrupted:
         run = result.run
         print(f"Interrupted at {result.agent.num_timesteps} env steps; checkpoint saved. Continue "

@@ -181,6 +181,22 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, sig):
     assert_same_run(reference, run)
 
 
+def test_second_signal_stops_at_once_without_a_traceback(tmp_path):
+    flags = ["--total-timesteps", "400000", "--runs-dir", str(tmp_path), "--run-name", "twice",
+             "--checkpoint-interval", "400", *TINY_FLAGS]
+    process = run_script(flags)
+    wait_for_checkpoint(tmp_path / "twice" / "checkpoints" / "latest.pt", process)
+    # Two different signals, because a second SIGINT sent before Python runs the handler
+    # merges with the first. Python runs the handlers in signal-number order.
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
+    output, _ = communicate(process, timeout=120)
+    assert process.returncode == 130, output
+    assert "Stopped at once; the last checkpoint is kept" in output
+    assert "--resume --run-name twice" in output
+    assert "Traceback" not in output
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path, capsys):
     code = train_main(["--resume", "--runs-dir", str(tmp_path), "--run-name", "missing"])
     assert code == 2
