@@ -22,7 +22,7 @@ def train_main(argv: list[str] | None = None) -> int:
     """Parse the training flags, train, and print the meta-test table."""
     from harness.evaluation import format_table
     from harness.run import RunDirectory
-    from harness.training import python_command, train
+    from harness.training import train
 
     argv = sys.argv[1:] if argv is None else argv
     config = tyro.cli(TrainConfig, args=argv)
@@ -37,8 +37,7 @@ def train_main(argv: list[str] | None = None) -> int:
         run = RunDirectory(config.run_dir())
         if run.has_checkpoint():
             print(f"Stopped at once; the last checkpoint is kept. Continue with: "
-                  f"{python_command()} scripts/train.py --resume --run-name {run.name} "
-                  f"--runs-dir {run.path.parent}", file=sys.stderr)
+                  f"{_resume_command(run)}", file=sys.stderr)
         else:
             print(f"Stopped at once, before the first checkpoint. Delete {run.path} to start "
                   "the run again.", file=sys.stderr)
@@ -46,8 +45,7 @@ def train_main(argv: list[str] | None = None) -> int:
     if result.interrupted:
         run = result.run
         print(f"Interrupted at {result.agent.num_timesteps} env steps; checkpoint saved. Continue "
-              f"with: {python_command()} scripts/train.py --resume --run-name {run.name} "
-              f"--runs-dir {run.path.parent}")
+              f"with: {_resume_command(run)}")
         # The shell's convention for a process stopped by a signal: 130 for SIGINT, 143 for SIGTERM.
         return 128 + (result.stop_signal or signal.SIGINT)
     print()
@@ -55,6 +53,14 @@ def train_main(argv: list[str] | None = None) -> int:
     print(f"\nRun folder: {result.run.path} (config.json, metrics.jsonl, checkpoints/, "
           "model.pt, evaluation.json, evaluation.npz)")
     return 0
+
+
+def _resume_command(run) -> str:
+    """Return the command line that resumes ``run`` (a RunDirectory) from its checkpoint."""
+    from harness.training import python_command
+
+    return (f"{python_command()} scripts/train.py --resume --run-name {run.name} "
+            f"--runs-dir {run.path.parent}")
 
 
 def given_settings(argv: list[str], config: TrainConfig) -> list[str]:
