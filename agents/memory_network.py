@@ -215,11 +215,27 @@ class MemoryActorCritic(nn.Module):
             value ``(batch,)`` and the next state ``(batch, state_size)``.
         """
         check_observation_width(obs, self.observation_dim)
-        batch = obs.shape[0]
-        layout = self.layout
-        controller_state, memory, usage, read_weights, reads = layout.unpack(state)
+        features, parts = self._advance(self.encoder(obs), self.layout.unpack(state))
+        return self.head(features), self.critic(features).squeeze(-1), self.layout.pack(*parts)
 
-        inputs = torch.cat([self.encoder(obs), reads.reshape(batch, -1)], dim=-1)
+    def _advance(
+        self, encoded: torch.Tensor, parts: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Advance the controller one step, then write to and read from the memory.
+
+        Args:
+            encoded: the encoded observation, ``(batch, hidden_size)``.
+            parts: controller state, memory, usage, read weights and read vectors, as
+                :meth:`MemoryLayout.unpack` returns them.
+
+        Returns:
+            ``(features, parts)``: what the heads read, ``(batch, hidden_size + read_size)``,
+            and the next state's parts.
+        """
+        batch = encoded.shape[0]
+        layout = self.layout
+        controller_state, memory, usage, read_weights, reads = parts
+        inputs = torch.cat([encoded, reads.reshape(batch, -1)], dim=-1)
         if self.controller_kind == "lstm":
             h, c = self.controller(inputs, tuple(controller_state.chunk(2, dim=-1)))
             output, controller_state = h, torch.cat([h, c], dim=-1)
@@ -233,10 +249,8 @@ class MemoryActorCritic(nn.Module):
         read_weights = content_read_weights(torch.tanh(keys), memory, F.softplus(strength.squeeze(-1)))
         reads = read_weights @ memory
         usage = self.usage_decay * usage + read_weights.sum(dim=1) + write_weights.sum(dim=1)
-
         features = torch.cat([output, reads.reshape(batch, -1)], dim=-1)
-        next_state = layout.pack(controller_state, memory, usage, read_weights, reads)
-        return self.head(features), self.critic(features).squeeze(-1), next_state
+        return features, (controller_state, memory, usage, read_weights, reads)
 
     def unroll(
         self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor
@@ -244,8 +258,10 @@ class MemoryActorCritic(nn.Module):
         """Run stored sequences step by step, clearing the memory where ``trial_start`` is set.
 
         The reads feed the next controller input, so there is no fused multi-step kernel.
-        Each step is exactly :func:`reset_recurrent_state` followed by :meth:`step`, as in
-        the rollout.
+        The numbers are those of :func:`reset_recurrent_state` followed by :meth:`step` at
+        every step, as in the rollout. The encoder and the heads run once over the whole
+        sequence, the state stays in its parts between steps, and the reset runs only at the
+        steps where some trial starts (found with one read of the mask to the host).
 
         Args:
             obs: ``(seq_len, batch, observation_dim)``.
@@ -256,13 +272,20 @@ class MemoryActorCritic(nn.Module):
             ``(policy_params, values, final_state)``: ``(seq_len, batch, ...)``,
             ``(seq_len, batch)`` and ``(batch, state_size)``.
         """
-        params, values = [], []
-        for t in range(obs.shape[0]):
-            state = reset_recurrent_state(state, trial_start[t])
-            step_params, value, state = self.step(obs[t], state)
-            params.append(step_params)
-            values.append(value)
-        return torch.stack(params), torch.stack(values), state
+        check_observation_width(obs, self.observation_dim)
+        encoded = self.encoder(obs)
+        reset_steps = set(trial_start.any(dim=1).nonzero().flatten().tolist())
+        parts = self.layout.unpack(state)
+        features = []
+        # unbind, not encoded[t]: the backward of T separate indexings would build T
+        # zero-filled copies of the whole sequence's gradient.
+        for t, step_encoded in enumerate(encoded.unbind(0)):
+            if t in reset_steps:
+                parts = tuple(reset_recurrent_state(part, trial_start[t]) for part in parts)
+            step_features, parts = self._advance(step_encoded, parts)
+            features.append(step_features)
+        features = torch.stack(features)
+        return self.head(features), self.critic(features).squeeze(-1), self.layout.pack(*parts)
 
 
 def check_memory_shape(

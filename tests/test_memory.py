@@ -154,9 +154,11 @@ def test_unroll_equals_step_by_step():
     for t in range(5):
         state = reset_recurrent_state(state, trial_start[t])
         step_params, value, state = policy.step(obs[t], state)
-        assert torch.equal(params[t], step_params)
-        assert torch.equal(values[t], value)
-    assert torch.equal(final, state)
+        # The replay runs the encoder and heads once over all steps, so a matrix product
+        # may sum in another order than one step's: equal to float32 rounding, not bitwise.
+        assert torch.allclose(params[t], step_params, atol=1e-6, rtol=0)
+        assert torch.allclose(values[t], value, atol=1e-6, rtol=0)
+    assert torch.allclose(final, state, atol=1e-6, rtol=0)
 
 
 # --------------------------------------------------------------------------- training and files
