@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -55,12 +57,22 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _resume_command(run) -> str:
-    """Return the command line that resumes ``run`` (a RunDirectory) from its checkpoint."""
+def _resume_command(run, program: str | None = None) -> str:
+    """Return the command line that resumes ``run`` (a RunDirectory) from its checkpoint.
+
+    ``program`` is how training was started, ``sys.argv[0]`` by default: a script path, which
+    is rerun with the same interpreter, or an installed command such as ``adaptrl-train``.
+    """
     from harness.training import python_command
 
-    return (f"{python_command()} scripts/train.py --resume --run-name {run.name} "
-            f"--runs-dir {run.path.parent}")
+    program = sys.argv[0] if program is None else program
+    if program.endswith(".py"):
+        relative = os.path.relpath(program)
+        start = f"{python_command()} {relative if not relative.startswith('..') else program}"
+    else:
+        name = os.path.basename(program)
+        start = name if shutil.which(name) else program
+    return f"{start} --resume --run-name {run.name} --runs-dir {run.path.parent}"
 
 
 def given_settings(argv: list[str], config: TrainConfig) -> list[str]:

@@ -18,7 +18,7 @@ from wandb_files import config_of, history_rows, records_of, summary_of
 
 from agents import RL2Config
 from harness import TrainConfig, train
-from harness.cli import evaluate_main, given_settings, train_main
+from harness.cli import _resume_command, evaluate_main, given_settings, train_main
 from harness.evaluation import summarize
 from harness.training import resume_config
 
@@ -195,6 +195,27 @@ def test_second_signal_stops_at_once_without_a_traceback(tmp_path):
     assert "Stopped at once; the last checkpoint is kept" in output
     assert "--resume --run-name twice" in output
     assert "Traceback" not in output
+
+
+def test_resume_command_reruns_the_program_that_trained(tmp_path, monkeypatch):
+    from harness.run import RunDirectory
+    from harness.training import python_command
+
+    monkeypatch.chdir(tmp_path)
+    run = RunDirectory(Path("runs") / "cut")
+    tail = "--resume --run-name cut --runs-dir runs"
+    assert _resume_command(run, "scripts/train.py") == f"{python_command()} scripts/train.py {tail}"
+    # A script outside the working folder keeps its absolute path.
+    outside = str(tmp_path.parent / "elsewhere" / "train.py")
+    assert _resume_command(run, outside) == f"{python_command()} {outside} {tail}"
+    # An installed command is named as the user types it when it is on PATH.
+    command = tmp_path / "bin" / "my-train"
+    command.parent.mkdir()
+    command.write_text("#!/bin/sh\n")
+    command.chmod(0o755)
+    assert _resume_command(run, str(command)) == f"{command} {tail}"
+    monkeypatch.setenv("PATH", f"{command.parent}{os.pathsep}{os.environ['PATH']}")
+    assert _resume_command(run, str(command)) == f"my-train {tail}"
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path, capsys):
