@@ -394,7 +394,7 @@ def test_memory_agent_on_mazes_reports_steps(tmp_path, capsys):
     assert evaluation["agent"] == "memory"
     assert evaluation["num_tasks"] == 40
     assert len(evaluation["episode_length_curve"]) == 2
-    assert set(evaluation["references"]) == {"shortest-path", "random-walk"}
+    assert set(evaluation["references"]) == {"shortest-path", "random-walk", "depth-first"}
     shortest = evaluation["references"]["shortest-path"]["episode_length_curve"][0]["mean"]
     for point in evaluation["episode_length_curve"]:
         assert shortest <= point["mean"] <= 20
@@ -415,7 +415,7 @@ def test_rl2_on_tabular_mdps_has_references(tmp_path):
     assert evaluation["episodes_per_trial"] == 2
     assert "episode_length_curve" not in evaluation
     references = evaluation["references"]
-    assert set(references) == {"oracle", "random", "psrl"}
+    assert set(references) == {"oracle", "random", "psrl", "posterior-mean"}
     assert references["oracle"]["mean_return"]["mean"] > references["random"]["mean_return"]["mean"]
     assert references["oracle"]["exact_value"] == pytest.approx(
         references["oracle"]["mean_return"]["mean"], abs=4 * references["oracle"]["mean_return"]["std"])

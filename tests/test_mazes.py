@@ -23,6 +23,7 @@ import envs
 from agents.references.base import run_references
 from agents.references.mazes import (
     MAZE_REFERENCE_NAMES,
+    _DepthFirstExplorer,
     maze_references,
     shortest_path_length,
 )
@@ -1045,4 +1046,53 @@ def test_references_random_walk_seeded():
 def test_references_registered():
     distribution = MazeDistribution(size=3, window=3)
     results = run_references(distribution, [TINY], seed=0)
-    assert set(results) == {"shortest-path", "random-walk"}
+    assert set(results) == {"shortest-path", "random-walk", "depth-first"}
+
+
+# A corridor with a dead end to the left of the start and the goal behind a bend to the right.
+BEND_ROWS = (
+    "1111111",
+    "1000001",
+    "1111101",
+    "1000001",
+    "1111111",
+    "1111111",
+    "1111111",
+)
+BEND = MazeTask(size=5, layout="".join(BEND_ROWS), start=(1, 3), goal=(3, 1))
+
+
+def test_depth_first_explorer_by_hand():
+    explorer = _DepthFirstExplorer(BEND, window=3, move_order=np.array([LEFT, RIGHT, DOWN, UP]))
+    # Episode 1: left twice into the dead end, back twice, right twice, down twice, then left
+    # along row 3. From (3, 2) the 3 x 3 window shows the goal, one step away: 12 steps.
+    assert explorer.run_episode(max_steps=100) == (12, True)
+    # Episode 2 remembers the map: the 8-step path, which is also the maze's shortest.
+    assert explorer.run_episode(max_steps=100) == (8, True)
+    assert shortest_path_length(BEND) == 8
+
+
+def test_depth_first_explorer_keeps_exploring_after_a_timeout():
+    explorer = _DepthFirstExplorer(BEND, window=3, move_order=np.array([LEFT, RIGHT, DOWN, UP]))
+    assert explorer.run_episode(max_steps=5) == (5, False)
+    # The dead end is remembered, so the second episode goes right at once: 3 steps to the
+    # bend, 2 down and 3 left, 8 in all, without seeing the goal first.
+    assert explorer.run_episode(max_steps=100) == (8, True)
+
+
+def test_references_depth_first_remembers_the_maze():
+    distribution = MazeDistribution()
+    tasks = [generate_maze_task(9, seed) for seed in range(200)]
+    results = maze_references(distribution, tasks, seed=0)
+    explorer, oracle = results["depth-first"], results["shortest-path"]
+    assert explorer.lengths.shape == (200, 2)
+    # Every episode 1 here explores and reaches the goal within the 100-step limit. Episode
+    # 2 walks the shortest path.
+    assert (explorer.lengths[:, 0] >= oracle.lengths[:, 0]).all()
+    assert (explorer.lengths[:, 0] > oracle.lengths[:, 0]).mean() > 0.5
+    np.testing.assert_array_equal(explorer.lengths[:, 1], oracle.lengths[:, 1])
+    np.testing.assert_allclose(explorer.returns, 1.0 - 0.01 * explorer.lengths, atol=1e-12)
+    again = maze_references(distribution, tasks, seed=0)["depth-first"]
+    other = maze_references(distribution, tasks, seed=1)["depth-first"]
+    np.testing.assert_array_equal(explorer.lengths, again.lengths)
+    assert not np.array_equal(explorer.lengths, other.lengths)

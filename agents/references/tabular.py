@@ -18,6 +18,12 @@ References (names in :data:`TABULAR_REFERENCE_NAMES`):
   The posterior of each mean reward is the Normal one under the prior
   Normal(reward_mean, reward_std²) with the noise variance noise_std² known. Observations
   accumulate over the episodes of a trial and start from the prior on each task.
+- ``posterior-mean``: certainty equivalence. After every step it solves, by value iteration,
+  the MDP whose transitions and mean rewards are the posterior means (same priors as
+  ``psrl``) and acts greedily on it. It explores only as far as the prior's mean makes an
+  untried action look as good as a tried one. Yet on this family it earns more than PSRL,
+  which spends whole episodes acting on unlikely samples. A learned agent that reaches it
+  has learned to exploit what the trial has shown.
 
 Greedy actions take the lowest index among tied Q-values. Ties have probability zero under
 the continuous priors of this family, so no random tie-break is drawn.
@@ -33,7 +39,7 @@ from agents.references.base import ReferenceResult, register_references
 from envs.tabular import TabularMDPDistribution, next_states
 from envs.tasks import Task
 
-TABULAR_REFERENCE_NAMES = ("oracle", "random", "psrl")
+TABULAR_REFERENCE_NAMES = ("oracle", "random", "psrl", "posterior-mean")
 
 
 def value_iteration(
@@ -102,7 +108,7 @@ def tabular_references(
     rngs = dict(
         zip(
             TABULAR_REFERENCE_NAMES,
-            (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)),
+            (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)),
             strict=True,
         )
     )
@@ -123,10 +129,19 @@ def tabular_references(
         return value_iteration(sampled_transitions, sampled_rewards, distribution.horizon)[0]
 
     psrl = simulator.run(sample_posterior_q, rngs["psrl"])
+
+    def posterior_mean_q(statistics: _Statistics, rng: np.random.Generator) -> np.ndarray:
+        mean_transitions, mean_rewards = statistics.posterior_mean(
+            distribution.reward_mean, distribution.reward_std, distribution.noise_std
+        )
+        return value_iteration(mean_transitions, mean_rewards, distribution.horizon)[0]
+
+    posterior_mean = simulator.run(posterior_mean_q, rngs["posterior-mean"], replan_every_step=True)
     return {
         "oracle": ReferenceResult(oracle, exact_value=oracle_value),
         "random": ReferenceResult(random, exact_value=random_value),
         "psrl": ReferenceResult(psrl),
+        "posterior-mean": ReferenceResult(posterior_mean),
     }
 
 
@@ -151,17 +166,31 @@ class _Statistics:
         # Normalized Gamma(alpha_i, 1) draws are a Dirichlet(alpha) draw, one row per (s, a).
         gammas = rng.standard_gamma(1.0 + self.transition_counts)
         transitions = gammas / gammas.sum(axis=-1, keepdims=True)
+        mean, precision = self._reward_posterior(reward_mean, reward_std, noise_std)
+        mean_rewards = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
+        return transitions, mean_rewards
 
+    def posterior_mean(
+        self, reward_mean: float, reward_std: float, noise_std: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the posterior mean MDP of each task, ``(P, R)``."""
+        counts = 1.0 + self.transition_counts
+        transitions = counts / counts.sum(axis=-1, keepdims=True)
+        return transitions, self._reward_posterior(reward_mean, reward_std, noise_std)[0]
+
+    def _reward_posterior(
+        self, reward_mean: float, reward_std: float, noise_std: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the Normal posterior's mean and precision of every mean reward, ``(N, S, A)``."""
         prior_precision = 1.0 / reward_std**2
         noise_precision = 1.0 / noise_std**2
         precision = prior_precision + noise_precision * self.visits
         mean = (prior_precision * reward_mean + noise_precision * self.reward_sums) / precision
-        mean_rewards = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
-        return transitions, mean_rewards
+        return mean, precision
 
 
 class _TrialSimulator:
-    """Simulator of one trial per task for a policy that picks Q-values at each episode start."""
+    """Simulator of one trial per task for a policy that acts greedily on Q-values it chooses."""
 
     def __init__(self, transitions, mean_rewards, horizon, episodes_per_trial, noise_std):
         self.mean_rewards = mean_rewards
@@ -171,7 +200,7 @@ class _TrialSimulator:
         self.episodes_per_trial = int(episodes_per_trial)
         self.noise_std = float(noise_std)
 
-    def run(self, choose_q, rng: np.random.Generator) -> np.ndarray:
+    def run(self, choose_q, rng: np.random.Generator, replan_every_step: bool = False) -> np.ndarray:
         """Return the return of every episode, ``(num_tasks, episodes_per_trial)``.
 
         Args:
@@ -179,6 +208,9 @@ class _TrialSimulator:
                 Q-values ``(num_tasks, horizon, S, A)`` to act greedily on. None acts uniformly
                 at random.
             rng: the generator for actions, rewards, transitions and posterior samples.
+            replan_every_step: call ``choose_q`` before every step instead, with the
+                statistics of all earlier steps. The step's action reads the new Q-values at
+                the step's index in the episode.
         """
         num_tasks, num_states, num_actions = self.mean_rewards.shape
         tasks = np.arange(num_tasks)
@@ -188,6 +220,8 @@ class _TrialSimulator:
             q_values = None if choose_q is None else choose_q(statistics, rng)
             states = np.zeros(num_tasks, dtype=np.int64)
             for step in range(self.horizon):
+                if replan_every_step and step > 0:
+                    q_values = choose_q(statistics, rng)
                 if q_values is None:
                     actions = rng.integers(num_actions, size=num_tasks)
                 else:
