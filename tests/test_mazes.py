@@ -1062,6 +1062,11 @@ BEND_ROWS = (
 BEND = MazeTask(size=5, layout="".join(BEND_ROWS), start=(1, 3), goal=(3, 1))
 
 
+def test_depth_first_left_out_with_one_square_window():
+    distribution = MazeDistribution(size=3, window=1)
+    assert set(maze_references(distribution, [TINY], seed=0)) == {"shortest-path", "random-walk"}
+
+
 def test_depth_first_explorer_by_hand():
     explorer = _DepthFirstExplorer(BEND, window=3, move_order=np.array([LEFT, RIGHT, DOWN, UP]))
     # Episode 1: left twice into the dead end, back twice, right twice, down twice, then left

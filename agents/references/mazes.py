@@ -9,10 +9,12 @@ References (names in :data:`MAZE_REFERENCE_NAMES`):
   the same window as the agents and remembers every square it has seen and stood on. While
   the goal has not been seen it explores depth first: it steps to an open neighbour it has
   not stood on, in an order drawn per task, and from a dead end walks back to the nearest
-  open square it has seen but not stood on. Once a path to the goal through squares it has seen is known, it walks the shortest
-  such path. The memory lasts the whole trial, so from the second episode it walks straight to
-  the goal, along the shortest path of the maze when that path is known. Its episode 2 to
-  episode 1 step ratio shows what remembering the first episode is worth in these mazes.
+  open square it has seen but not stood on. Once a path to the goal through squares it has
+  seen is known, it walks the shortest such path. The memory lasts the whole trial, so from
+  the second episode it walks straight to the goal, along the shortest path of the maze when
+  that path is known. Its episode 2 to episode 1 step ratio shows what remembering the first
+  episode is worth in these mazes. It needs a window of at least 3 x 3, which shows the
+  neighbouring squares, and is left out for a 1 x 1 window.
 
 An episode of L steps that reaches the goal returns ``goal_reward - step_cost * L``. An
 episode cut off at ``max_episode_steps`` returns ``-step_cost * max_episode_steps``.
@@ -214,10 +216,10 @@ class _DepthFirstExplorer:
             neighbour = position + move
             if not self.walls[neighbour] and neighbour not in self.stood_on:
                 return neighbour
+        # Without a path every reachable square was stood on and the goal not found, which a
+        # maze whose open squares are connected rules out, so the explorer stands still.
         path = _shortest_path(self.seen_open, self.side, position,
                               lambda square: square not in self.stood_on)
-        # No path: every reachable square stood on without finding the goal, impossible in a
-        # maze whose open squares are connected, so stand still.
         return position if path is None else path[0]
 
 
@@ -225,12 +227,18 @@ class _DepthFirstExplorer:
 def maze_references(
     distribution: MazeDistribution, tasks: Sequence[MazeTask], seed: int
 ) -> dict[str, ReferenceResult]:
-    """Run every maze reference for one trial on each task. Equal seeds give equal results."""
-    # The random walk draws from the seed's own generator and the explorer from a spawned
-    # one, so that neither changes the other's results.
-    explorer_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    return {
+    """Run every maze reference for one trial on each task. Equal seeds give equal results.
+
+    ``depth-first`` needs to see the neighbouring squares and runs only with a window of at
+    least 3.
+    """
+    results = {
         "shortest-path": shortest_path_reference(distribution, tasks),
         "random-walk": random_walk_reference(distribution, tasks, np.random.default_rng(seed)),
-        "depth-first": depth_first_reference(distribution, tasks, explorer_rng),
     }
+    if distribution.window >= 3:
+        # The random walk draws from the seed's own generator and the explorer from a
+        # spawned one, so that neither changes the other's results.
+        explorer_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+        results["depth-first"] = depth_first_reference(distribution, tasks, explorer_rng)
+    return results
