@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from agents.recurrent import reset_recurrent_state
 
@@ -92,11 +93,17 @@ class RecurrentActorCritic(nn.Module):
     does not shape the state the policy reads. The recurrent state is then the actor's GRU
     state followed by the critic's.
 
+    With ``reward_prediction`` a small network reads the actor's GRU output and the action
+    taken and predicts the reward that follows (:meth:`predict_rewards`). Its loss is an
+    auxiliary objective of the PPO update and trains the GRU to keep what the trial has
+    shown about rewards. The policy never reads the prediction.
+
     Args:
         observation_dim: width of the trial observation.
         action_space: Discrete (categorical head) or 1-D Box (Gaussian head).
         hidden_size: width of the encoder and of the GRU state.
         separate_critic: give the value head its own encoder and GRU.
+        reward_prediction: add the reward predictor.
     """
 
     def __init__(
@@ -105,6 +112,7 @@ class RecurrentActorCritic(nn.Module):
         action_space: gym.Space,
         hidden_size: int = 128,
         separate_critic: bool = False,
+        reward_prediction: bool = False,
     ):
         super().__init__()
         self.head = make_policy_head(action_space, hidden_size)
@@ -121,6 +129,17 @@ class RecurrentActorCritic(nn.Module):
             self.critic_encoder = make_encoder(observation_dim, hidden_size)
             self.critic_gru = nn.GRU(hidden_size, hidden_size)
         self.critic = orthogonal_linear(nn.Linear(hidden_size, 1), 1.0)
+        self.reward_prediction = bool(reward_prediction)
+        if self.reward_prediction:
+            # Actions enter one-hot for Discrete spaces and as they are for Box spaces.
+            self.discrete_actions = isinstance(action_space, gym.spaces.Discrete)
+            self.action_input_size = (int(action_space.n) if self.discrete_actions
+                                      else int(action_space.shape[0]))
+            self.reward_predictor = nn.Sequential(
+                nn.Linear(hidden_size + self.action_input_size, hidden_size),
+                nn.Tanh(),
+                nn.Linear(hidden_size, 1),
+            )
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
         """Return the zero state, shape ``(batch_size, state_size)``."""
@@ -161,6 +180,28 @@ class RecurrentActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run stored sequences, resetting the state where ``trial_start`` is set.
 
+        The same as :meth:`unroll_features` without the GRU output.
+        """
+        return self.unroll_features(obs, state, trial_start)[:3]
+
+    def predict_rewards(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Predict the reward that follows each action, ``(...)``, from the actor's GRU output.
+
+        Args:
+            features: the actor's GRU output, ``(..., hidden_size)``, from :meth:`unroll_features`.
+            actions: the actions taken, ``(...)`` for Discrete or ``(..., action_dim)`` for Box.
+        """
+        if not self.reward_prediction:
+            raise ValueError("this network has no reward predictor; build it with reward_prediction=True")
+        if self.discrete_actions:
+            actions = F.one_hot(actions.long(), self.action_input_size).to(features.dtype)
+        return self.reward_predictor(torch.cat([features, actions], dim=-1)).squeeze(-1)
+
+    def unroll_features(
+        self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run stored sequences, resetting the state where ``trial_start`` is set.
+
         Equivalent to calling :func:`reset_recurrent_state` and :meth:`step` at every step,
         but each GRU runs each segment between trial starts as one fused call. Finding the
         segments reads the mask back to the host once per call.
@@ -171,8 +212,9 @@ class RecurrentActorCritic(nn.Module):
             trial_start: ``(seq_len, batch)`` bool.
 
         Returns:
-            ``(policy_params, values, final_state)``: ``(seq_len, batch, ...)``,
-            ``(seq_len, batch)`` and ``(batch, state_size)``.
+            ``(policy_params, values, final_state, actor_output)``: ``(seq_len, batch, ...)``,
+            ``(seq_len, batch)``, ``(batch, state_size)`` and the actor's GRU output
+            ``(seq_len, batch, hidden_size)``.
         """
         seq_len = obs.shape[0]
         trunks = self._trunks()
@@ -190,7 +232,7 @@ class RecurrentActorCritic(nn.Module):
             state = finals[0] if len(trunks) == 1 else torch.cat(finals, dim=-1)
         actor_output = torch.cat(outputs[0])
         critic_output = torch.cat(outputs[-1])
-        return self.head(actor_output), self.critic(critic_output).squeeze(-1), state
+        return self.head(actor_output), self.critic(critic_output).squeeze(-1), state, actor_output
 
 
 def make_encoder(observation_dim: int, hidden_size: int) -> nn.Sequential:

@@ -23,6 +23,7 @@ class PPOSettings:
     vf_coef: float
     max_grad_norm: float
     normalize_advantages: bool
+    reward_prediction_coef: float = 0.0
 
 
 @dataclass
@@ -37,6 +38,7 @@ class SequenceBatch:
     values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    rewards: torch.Tensor
 
     def select(self, index: torch.Tensor) -> SequenceBatch:
         return SequenceBatch(
@@ -48,6 +50,7 @@ class SequenceBatch:
             values=self.values[:, index],
             advantages=self.advantages[:, index],
             returns=self.returns[:, index],
+            rewards=self.rewards[:, index],
         )
 
 
@@ -76,6 +79,7 @@ def split_sequences(rollout: Rollout, sequence_length: int) -> SequenceBatch:
         values=regroup(rollout.values),
         advantages=regroup(rollout.advantages),
         returns=regroup(rollout.returns),
+        rewards=regroup(rollout.rewards),
     )
 
 
@@ -149,11 +153,24 @@ def ppo_update(
         order = torch.randperm(num_sequences, device=batch.obs.device, generator=generator)
         for start in range(0, num_sequences, per_minibatch):
             minibatch = batch.select(order[start:start + per_minibatch])
-            new_log_probs, new_values, entropy = evaluate_sequences(policy, minibatch)
+            if settings.reward_prediction_coef > 0:
+                params, new_values, _, features = policy.unroll_features(
+                    minibatch.obs, minibatch.hidden_start, minibatch.trial_start
+                )
+                new_log_probs = policy.head.log_prob(params, minibatch.actions)
+                entropy = policy.head.entropy(params)
+            else:
+                new_log_probs, new_values, entropy = evaluate_sequences(policy, minibatch)
             loss, stats = ppo_loss(
                 new_log_probs, minibatch.log_probs, minibatch.advantages, new_values,
                 minibatch.returns, entropy, settings,
             )
+            if settings.reward_prediction_coef > 0:
+                predicted = policy.predict_rewards(features, minibatch.actions)
+                # Raw rewards, not scaled by reward_scale: the coefficient sets the weight.
+                reward_loss = (predicted - minibatch.rewards).pow(2).mean()
+                loss = loss + settings.reward_prediction_coef * reward_loss
+                stats["reward_prediction_loss"] = reward_loss.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)

@@ -10,7 +10,7 @@ import torch
 from agents import RL2, RL2Config, compute_gae, reset_recurrent_state, resolve_device
 from agents.gae import compute_gae as gae_function
 from agents.networks import RecurrentActorCritic
-from agents.ppo import PPOSettings, evaluate_sequences, ppo_loss, split_sequences
+from agents.ppo import PPOSettings, evaluate_sequences, ppo_loss, ppo_update, split_sequences
 from agents.seeding import SeedStreams
 from envs import BanditDistribution, BatchedBanditEnv, NonFiniteError, make_distribution
 
@@ -140,13 +140,16 @@ def assert_replay_matches_rollout(agent, sequence_length: int, minibatch_size: i
         assert torch.allclose(values, minibatch.values, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("separate_critic", [False, True])
+@pytest.mark.parametrize("separate_critic, reward_prediction_coef",
+                         [(False, 0.0), (True, 0.0), (False, 0.5)])
 @pytest.mark.parametrize("sequence_length, minibatch_size", [(7, 7), (7, 21), (1, 3)])
-def test_replay_ratio_is_one_before_update(sequence_length, minibatch_size, separate_critic):
+def test_replay_ratio_is_one_before_update(sequence_length, minibatch_size, separate_critic,
+                                           reward_prediction_coef):
     # 3 envs, 7-step rollouts, 4-pull trials: trials start mid-rollout and mid-sequence,
     # and minibatches hold an odd number of steps.
     config = tiny_config(num_envs=3, num_steps=7, sequence_length=sequence_length,
-                         minibatch_size=minibatch_size, separate_critic=separate_critic)
+                         minibatch_size=minibatch_size, separate_critic=separate_critic,
+                         reward_prediction_coef=reward_prediction_coef)
     agent = RL2(small_distribution(), config, "cpu", seed=2)
     assert_replay_matches_rollout(agent, sequence_length, minibatch_size)
 
@@ -328,6 +331,72 @@ def test_load_rejects_non_pickle_file(tmp_path):
     path.write_text("# not a model\n")
     with pytest.raises(ValueError, match="is not a model or checkpoint file written by AdaptRL"):
         RL2.load(path)
+
+
+# --------------------------------------------------------------------------- reward prediction
+
+
+def test_reward_predictor_by_hand():
+    net = RecurrentActorCritic(3, gym.spaces.Discrete(2), hidden_size=4, reward_prediction=True)
+    features = torch.randn(5, 4)
+    actions = torch.tensor([0, 1, 1, 0, 1])
+    first, _, last = net.reward_predictor
+    onehot = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    expected = last(torch.tanh(first(torch.cat([features, onehot], dim=-1)))).squeeze(-1)
+    assert torch.allclose(net.predict_rewards(features, actions), expected)
+
+
+def test_reward_predictor_takes_box_actions_as_they_are():
+    net = RecurrentActorCritic(3, gym.spaces.Box(-1.0, 1.0, (2,)), hidden_size=4,
+                               reward_prediction=True)
+    features, actions = torch.randn(6, 3, 4), torch.randn(6, 3, 2)
+    first, _, last = net.reward_predictor
+    expected = last(torch.tanh(first(torch.cat([features, actions], dim=-1)))).squeeze(-1)
+    assert torch.allclose(net.predict_rewards(features, actions), expected)
+
+
+def test_no_reward_predictor_without_its_weight():
+    agent = RL2(small_distribution(), tiny_config(), "cpu", seed=0)
+    assert not any(key.startswith("reward_predictor") for key in agent.policy.state_dict())
+    with pytest.raises(ValueError, match="has no reward predictor"):
+        agent.policy.predict_rewards(torch.zeros(1, 16), torch.zeros(1))
+
+
+def test_reward_prediction_loss_matches_hand_error():
+    # One epoch over one minibatch that is the whole rollout: the logged loss is computed
+    # before the update, so it equals the error of the untrained predictor.
+    config = tiny_config(num_envs=3, num_steps=8, minibatch_size=24, num_epochs=1,
+                         reward_prediction_coef=0.5)
+    agent = RL2(small_distribution(), config, "cpu", seed=3)
+    rollout = collect_one_rollout(agent)
+    with torch.no_grad():
+        _, _, _, features = agent.policy.unroll_features(
+            rollout.obs, rollout.hidden_in[0], rollout.trial_start
+        )
+        predicted = agent.policy.predict_rewards(features, rollout.actions)
+    # The reward at step t follows action t: both are stored at index t.
+    expected = (predicted - rollout.rewards).pow(2).mean()
+    before = {key: value.clone() for key, value in agent.policy.state_dict().items()}
+    stats = ppo_update(agent.policy, agent.optimizer, rollout, config.ppo_settings(), None)
+    assert float(stats["reward_prediction_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    changed = {key for key, value in agent.policy.state_dict().items()
+               if not torch.equal(value, before[key])}
+    assert "reward_predictor.0.weight" in changed
+    assert "gru.weight_hh_l0" in changed
+
+
+def test_reward_prediction_coef_must_be_non_negative():
+    with pytest.raises(ValueError, match="reward_prediction_coef must be a non-negative"):
+        RL2(small_distribution(), tiny_config(reward_prediction_coef=-0.1), "cpu")
+
+
+def test_reward_predictor_saved_and_loaded(tmp_path):
+    agent = RL2(small_distribution(), tiny_config(reward_prediction_coef=1.0), "cpu", seed=0)
+    agent.learn(total_timesteps=96)
+    loaded = RL2.load(agent.save(tmp_path / "model.pt"))
+    assert loaded.config.reward_prediction_coef == 1.0
+    for key, value in agent.policy.state_dict().items():
+        assert torch.equal(value, loaded.policy.state_dict()[key]), key
 
 
 def test_separate_critic_has_its_own_state_and_gradients():
