@@ -203,13 +203,24 @@ class TrainConfig:
                 flag = f"--{self.agent}.{setting.name.replace('_', '-')}"
                 message = re.sub(rf"\b{setting.name}\b", flag, message)
             raise ValueError(message) from error
+        own_settings = {setting.name for setting in dataclasses.fields(config)}
         for name in AGENTS:
-            if name != self.agent and getattr(self, config_field(name)) != AGENTS[name].config_class():
-                raise ValueError(
-                    f"--{name}.* flags were given, but the agent is {self.agent}, which reads only "
-                    f"--{self.agent}.* flags; pass --agent {name} or move the settings to "
-                    f"--{self.agent}.*"
-                )
+            given, default = getattr(self, config_field(name)), AGENTS[name].config_class()
+            if name == self.agent or given == default:
+                continue
+            changed = [setting.name for setting in dataclasses.fields(given)
+                       if getattr(given, setting.name) != getattr(default, setting.name)]
+            given_flags = ", ".join(f"--{name}.{key.replace('_', '-')}" for key in changed)
+            unknown = [f"--{self.agent}.{key.replace('_', '-')}" for key in changed
+                       if key not in own_settings]
+            message = (
+                f"--{name}.* flags were given, but the agent is {self.agent}, which reads only "
+                f"--{self.agent}.* flags (given: {given_flags}); pass --agent {name} or move the "
+                f"settings to --{self.agent}.*"
+            )
+            if unknown:
+                message += f" ({self.agent} has no {', '.join(unknown)})"
+            raise ValueError(message)
 
 
 def _distribution_keys(env: str) -> list[str]:
