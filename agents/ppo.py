@@ -84,20 +84,37 @@ def split_sequences(rollout: Rollout, sequence_length: int) -> SequenceBatch:
 
 
 def evaluate_sequences(
-    policy: RecurrentActorCritic, batch: SequenceBatch
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    policy: RecurrentActorCritic, batch: SequenceBatch, with_features: bool = False
+) -> tuple[torch.Tensor, ...]:
     """Replay stored sequences from their stored initial states.
 
     The replay applies the stored ``trial_start`` resets through the same
     :func:`agents.recurrent.reset_recurrent_state` as the rollout, so before any update the
     log-probabilities and values equal the stored ones.
 
+    Args:
+        with_features: also return the actor's GRU output, from
+            :meth:`RecurrentActorCritic.unroll_features`.
+
     Returns:
-        ``(log_probs, values, entropy)``, each ``(sequence_length, num_sequences)``.
+        ``(log_probs, values, entropy)``, each ``(sequence_length, num_sequences)``, followed
+        with ``with_features`` by the GRU output ``(sequence_length, num_sequences, hidden)``.
     """
-    params, values, _ = policy.unroll(batch.obs, batch.hidden_start, batch.trial_start)
+    unroll = policy.unroll_features if with_features else policy.unroll
+    params, values, _, *features = unroll(batch.obs, batch.hidden_start, batch.trial_start)
     head = policy.head
-    return head.log_prob(params, batch.actions), values, head.entropy(params)
+    return head.log_prob(params, batch.actions), values, head.entropy(params), *features
+
+
+def reward_prediction_loss(
+    policy: RecurrentActorCritic, features: torch.Tensor, batch: SequenceBatch
+) -> torch.Tensor:
+    """Return the mean squared error of the policy's reward predictions on ``batch``.
+
+    The targets are raw rewards, not scaled by reward_scale, so the loss's weight alone sets
+    its scale against PPO's loss.
+    """
+    return (policy.predict_rewards(features, batch.actions) - batch.rewards).pow(2).mean()
 
 
 def ppo_loss(
@@ -149,26 +166,20 @@ def ppo_update(
     per_minibatch = settings.minibatch_size // settings.sequence_length
     totals: dict[str, torch.Tensor] = {}
     count = 0
+    predict_rewards = settings.reward_prediction_coef > 0
     for _ in range(settings.num_epochs):
         order = torch.randperm(num_sequences, device=batch.obs.device, generator=generator)
         for start in range(0, num_sequences, per_minibatch):
             minibatch = batch.select(order[start:start + per_minibatch])
-            if settings.reward_prediction_coef > 0:
-                params, new_values, _, features = policy.unroll_features(
-                    minibatch.obs, minibatch.hidden_start, minibatch.trial_start
-                )
-                new_log_probs = policy.head.log_prob(params, minibatch.actions)
-                entropy = policy.head.entropy(params)
-            else:
-                new_log_probs, new_values, entropy = evaluate_sequences(policy, minibatch)
+            new_log_probs, new_values, entropy, *features = evaluate_sequences(
+                policy, minibatch, with_features=predict_rewards
+            )
             loss, stats = ppo_loss(
                 new_log_probs, minibatch.log_probs, minibatch.advantages, new_values,
                 minibatch.returns, entropy, settings,
             )
-            if settings.reward_prediction_coef > 0:
-                predicted = policy.predict_rewards(features, minibatch.actions)
-                # Raw rewards, not scaled by reward_scale: the coefficient sets the weight.
-                reward_loss = (predicted - minibatch.rewards).pow(2).mean()
+            if predict_rewards:
+                reward_loss = reward_prediction_loss(policy, features[0], minibatch)
                 loss = loss + settings.reward_prediction_coef * reward_loss
                 stats["reward_prediction_loss"] = reward_loss.detach()
             optimizer.zero_grad(set_to_none=True)

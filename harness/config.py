@@ -205,11 +205,11 @@ class TrainConfig:
             raise ValueError(message) from error
         own_settings = {setting.name for setting in dataclasses.fields(config)}
         for name in AGENTS:
-            given, default = getattr(self, config_field(name)), AGENTS[name].config_class()
-            if name == self.agent or given == default:
+            other_config, other_default = getattr(self, config_field(name)), AGENTS[name].config_class()
+            if name == self.agent or other_config == other_default:
                 continue
-            changed = [setting.name for setting in dataclasses.fields(given)
-                       if getattr(given, setting.name) != getattr(default, setting.name)]
+            changed = [setting.name for setting in dataclasses.fields(other_config)
+                       if getattr(other_config, setting.name) != getattr(other_default, setting.name)]
             given_flags = ", ".join(f"--{name}.{key.replace('_', '-')}" for key in changed)
             unknown = [f"--{self.agent}.{key.replace('_', '-')}" for key in changed
                        if key not in own_settings]

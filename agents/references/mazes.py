@@ -216,8 +216,8 @@ class _DepthFirstExplorer:
             neighbour = position + move
             if not self.walls[neighbour] and neighbour not in self.stood_on:
                 return neighbour
-        # Without a path every reachable square was stood on and the goal not found, which a
-        # maze whose open squares are connected rules out, so the explorer stands still.
+        # No path means every reachable square was visited without finding the goal. A maze
+        # whose open squares are connected rules that out, so the explorer just stays put.
         path = _shortest_path(self.seen_open, self.side, position,
                               lambda square: square not in self.stood_on)
         return position if path is None else path[0]
