@@ -21,6 +21,7 @@ from envs.registry import make_distribution
 from envs.tasks import TaskDistribution
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_INVALID_NAME_CHARACTER = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass
@@ -53,7 +54,8 @@ class TrainConfig:
     device: str = "auto"
     """auto (GPU when CUDA is available), cpu, or cuda (fails when CUDA is not available)."""
     run_name: str | None = None
-    """Name of the run folder under --runs-dir; default {agent}-{env}-seed{seed}."""
+    """Name of the run folder under --runs-dir; default {agent}-{env}-seed{seed}, with each
+    --env-kwargs item added before the seed (window=3 adds -window3)."""
     runs_dir: Path = Path("runs")
     """Folder that contains the run folders."""
     resume: bool = False
@@ -94,7 +96,13 @@ class TrainConfig:
     """Hyperparameters of the recurrent-ppo baseline (sb3-contrib's names)."""
 
     def resolved_run_name(self) -> str:
-        return self.run_name or f"{self.agent}-{self.env.replace(':', '.')}-seed{self.seed}"
+        if self.run_name:
+            return self.run_name
+        # Runs that differ only in --env-kwargs get different folders. Characters that a
+        # folder name should not hold (such as '/' or spaces in string values) become '_'.
+        parts = [self.agent, self.env.replace(":", ".")]
+        parts += [_INVALID_NAME_CHARACTER.sub("_", item.replace("=", "", 1)) for item in self.env_kwargs]
+        return "-".join(parts + [f"seed{self.seed}"])
 
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.resolved_run_name()

@@ -292,7 +292,7 @@ def test_train_and_evaluate_custom_env(user_module, tmp_path):
         user_module.folder, tmp_path,
     )
     assert train.returncode == 0, train.stderr
-    run_dir = runs_dir / "rl2-my_tasks.LineGoalDistribution-seed0"
+    run_dir = runs_dir / "rl2-my_tasks.LineGoalDistribution-horizon5-seed0"
     for name in ("config.json", "metrics.jsonl", "model.pt", "checkpoints/latest.pt",
                  "evaluation.json"):
         assert (run_dir / name).is_file(), name

@@ -290,6 +290,21 @@ def test_given_settings_reads_flag_forms():
         "total_timesteps"]
 
 
+@pytest.mark.parametrize("env_kwargs, name", [
+    ((), "rl2-maze-9x9-n2-seed0"),
+    (("window=3",), "rl2-maze-9x9-n2-window3-seed0"),
+    (("window=3", "max_episode_steps=50"), "rl2-maze-9x9-n2-window3-max_episode_steps50-seed0"),
+    (("label=a/b c",), "rl2-maze-9x9-n2-labela_b_c-seed0"),
+])
+def test_default_run_name_includes_env_kwargs(env_kwargs, name):
+    assert TrainConfig(env="maze-9x9-n2", env_kwargs=env_kwargs).resolved_run_name() == name
+
+
+def test_given_run_name_ignores_env_kwargs():
+    config = TrainConfig(env="maze-9x9-n2", env_kwargs=("window=3",), run_name="mine")
+    assert config.resolved_run_name() == "mine"
+
+
 def test_existing_run_needs_resume(tmp_path):
     train(tiny_config(tmp_path))
     with pytest.raises(FileExistsError, match="Pass --resume to continue it"):
