@@ -64,4 +64,5 @@ class MemoryAgent(TrialAgent):
             width=config.memory_width,
             num_reads=config.num_reads,
             usage_decay=config.usage_decay,
+            reward_prediction=config.reward_prediction_coef > 0,
         )

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.networks import (
+    RewardPredictor,
     check_observation_width,
     make_encoder,
     make_policy_head,
@@ -156,6 +157,10 @@ class MemoryActorCritic(nn.Module):
     vectors. Its output sets each head's read key, key strength, write vector and write gate.
     The heads see the controller output and this step's read vectors.
 
+    With ``reward_prediction`` a small network reads what the heads read and the action
+    taken, and predicts the reward that follows (:meth:`predict_rewards`). Its loss is an
+    auxiliary objective of the PPO update, and the policy never reads the prediction.
+
     Args:
         observation_dim: width of the trial observation.
         action_space: Discrete (categorical head) or 1-D Box (Gaussian head).
@@ -165,6 +170,7 @@ class MemoryActorCritic(nn.Module):
         width: floats per slot W.
         num_reads: read heads, each with its own write.
         usage_decay: factor applied to usage each step, in [0, 1].
+        reward_prediction: add the reward predictor.
     """
 
     def __init__(
@@ -177,6 +183,7 @@ class MemoryActorCritic(nn.Module):
         width: int = 16,
         num_reads: int = 1,
         usage_decay: float = 0.95,
+        reward_prediction: bool = False,
     ):
         super().__init__()
         check_memory_shape(hidden_size, controller, num_slots, width, num_reads, usage_decay)
@@ -196,6 +203,11 @@ class MemoryActorCritic(nn.Module):
         self.interface = orthogonal_linear(nn.Linear(hidden_size, num_reads * (2 * width + 2)), 1.0)
         self.head = make_policy_head(action_space, hidden_size + read_size)
         self.critic = orthogonal_linear(nn.Linear(hidden_size + read_size, 1), 1.0)
+        # Built last, so that a network without it draws the same initial weights.
+        self.reward_predictor = (
+            RewardPredictor(hidden_size + read_size, action_space, hidden_size)
+            if reward_prediction else None
+        )
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
         """Return the empty memory, shape ``(batch_size, state_size)``."""
@@ -255,6 +267,28 @@ class MemoryActorCritic(nn.Module):
     def unroll(
         self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run stored sequences, clearing the memory where ``trial_start`` is set.
+
+        The same as :meth:`unroll_features` without the heads' input.
+        """
+        return self.unroll_features(obs, state, trial_start)[:3]
+
+    def predict_rewards(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Predict the reward that follows each action from what the heads read.
+
+        Args:
+            features: the controller output and read vectors, ``(..., hidden_size +
+                read_size)``, from :meth:`unroll_features`.
+            actions: the actions taken, ``(...)`` for Discrete or ``(..., action_dim)`` for Box.
+
+        Returns:
+            The predicted rewards, ``(...)``.
+        """
+        return RewardPredictor.require(self.reward_predictor)(features, actions)
+
+    def unroll_features(
+        self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run stored sequences step by step, clearing the memory where ``trial_start`` is set.
 
         The reads feed the next controller input, so there is no fused multi-step kernel.
@@ -269,8 +303,9 @@ class MemoryActorCritic(nn.Module):
             trial_start: ``(seq_len, batch)`` bool.
 
         Returns:
-            ``(policy_params, values, final_state)``: ``(seq_len, batch, ...)``,
-            ``(seq_len, batch)`` and ``(batch, state_size)``.
+            ``(policy_params, values, final_state, features)``: ``(seq_len, batch, ...)``,
+            ``(seq_len, batch)``, ``(batch, state_size)`` and the heads' input ``(seq_len,
+            batch, hidden_size + read_size)``.
         """
         check_observation_width(obs, self.observation_dim)
         encoded = self.encoder(obs)
@@ -285,7 +320,8 @@ class MemoryActorCritic(nn.Module):
             step_features, parts = self._advance(step_encoded, parts)
             features.append(step_features)
         features = torch.stack(features)
-        return self.head(features), self.critic(features).squeeze(-1), self.layout.pack(*parts)
+        values = self.critic(features).squeeze(-1)
+        return self.head(features), values, self.layout.pack(*parts), features
 
 
 def check_memory_shape(

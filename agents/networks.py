@@ -75,6 +75,47 @@ class GaussianHead(nn.Module):
         return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
 
+class RewardPredictor(nn.Sequential):
+    """A two-layer network that predicts the reward that follows an action.
+
+    It reads a recurrent policy's features and the action taken, one-hot for a Discrete
+    space and as it is for a Box space. Its squared error is an auxiliary loss of the PPO
+    update (:func:`agents.ppo.reward_prediction_loss`).
+
+    Args:
+        feature_size: width of the features it reads.
+        action_space: Discrete or 1-D Box.
+        hidden_size: width of its hidden layer.
+    """
+
+    def __init__(self, feature_size: int, action_space: gym.Space, hidden_size: int):
+        discrete = isinstance(action_space, gym.spaces.Discrete)
+        action_input_size = int(action_space.n) if discrete else int(action_space.shape[0])
+        super().__init__(
+            nn.Linear(feature_size + action_input_size, hidden_size),
+            nn.Tanh(),
+            nn.Linear(hidden_size, 1),
+        )
+        self.discrete_actions = discrete
+        self.action_input_size = action_input_size
+
+    def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Return the predicted rewards, ``(...)``, for features ``(..., feature_size)``."""
+        if self.discrete_actions:
+            actions = F.one_hot(actions.long(), self.action_input_size).to(features.dtype)
+        return super().forward(torch.cat([features, actions], dim=-1)).squeeze(-1)
+
+    @staticmethod
+    def require(predictor: RewardPredictor | None) -> RewardPredictor:
+        """Return ``predictor``, or raise ValueError when the network was built without one."""
+        if predictor is None:
+            raise ValueError(
+                "this network has no reward predictor; build it with reward_prediction=True "
+                "(the agents do so when reward_prediction_coef is positive)"
+            )
+        return predictor
+
+
 def make_policy_head(action_space: gym.Space, input_size: int) -> CategoricalHead | GaussianHead:
     """Build the categorical head for a Discrete space or the Gaussian head for a 1-D Box."""
     if isinstance(action_space, gym.spaces.Discrete):
@@ -129,17 +170,9 @@ class RecurrentActorCritic(nn.Module):
             self.critic_encoder = make_encoder(observation_dim, hidden_size)
             self.critic_gru = nn.GRU(hidden_size, hidden_size)
         self.critic = orthogonal_linear(nn.Linear(hidden_size, 1), 1.0)
-        self.reward_prediction = bool(reward_prediction)
-        if self.reward_prediction:
-            # Actions enter one-hot for Discrete spaces and as they are for Box spaces.
-            self.discrete_actions = isinstance(action_space, gym.spaces.Discrete)
-            self.action_input_size = (int(action_space.n) if self.discrete_actions
-                                      else int(action_space.shape[0]))
-            self.reward_predictor = nn.Sequential(
-                nn.Linear(hidden_size + self.action_input_size, hidden_size),
-                nn.Tanh(),
-                nn.Linear(hidden_size, 1),
-            )
+        # Built last, so that a network without it draws the same initial weights.
+        self.reward_predictor = (RewardPredictor(hidden_size, action_space, hidden_size)
+                                 if reward_prediction else None)
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
         """Return the zero state, shape ``(batch_size, state_size)``."""
@@ -185,17 +218,16 @@ class RecurrentActorCritic(nn.Module):
         return self.unroll_features(obs, state, trial_start)[:3]
 
     def predict_rewards(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Predict the reward that follows each action, ``(...)``, from the actor's GRU output.
+        """Predict the reward that follows each action from the actor's GRU output.
 
         Args:
             features: the actor's GRU output, ``(..., hidden_size)``, from :meth:`unroll_features`.
             actions: the actions taken, ``(...)`` for Discrete or ``(..., action_dim)`` for Box.
+
+        Returns:
+            The predicted rewards, ``(...)``.
         """
-        if not self.reward_prediction:
-            raise ValueError("this network has no reward predictor; build it with reward_prediction=True")
-        if self.discrete_actions:
-            actions = F.one_hot(actions.long(), self.action_input_size).to(features.dtype)
-        return self.reward_predictor(torch.cat([features, actions], dim=-1)).squeeze(-1)
+        return RewardPredictor.require(self.reward_predictor)(features, actions)
 
     def unroll_features(
         self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor

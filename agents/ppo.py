@@ -93,12 +93,12 @@ def evaluate_sequences(
     log-probabilities and values equal the stored ones.
 
     Args:
-        with_features: also return the actor's GRU output, from
-            :meth:`RecurrentActorCritic.unroll_features`.
+        with_features: also return the features that ``policy.unroll_features`` returns: the
+            actor's GRU output for RL², the heads' input for the memory policy.
 
     Returns:
         ``(log_probs, values, entropy)``, each ``(sequence_length, num_sequences)``, followed
-        with ``with_features`` by the GRU output ``(sequence_length, num_sequences, hidden)``.
+        with ``with_features`` by the features ``(sequence_length, num_sequences, width)``.
     """
     unroll = policy.unroll_features if with_features else policy.unroll
     params, values, _, *features = unroll(batch.obs, batch.hidden_start, batch.trial_start)

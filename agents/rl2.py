@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import gymnasium as gym
-import numpy as np
 
 from agents.networks import RecurrentActorCritic
-from agents.ppo import PPOSettings
 from agents.trial_agent import TrialAgent, TrialPPOConfig
 
 SAVE_FORMAT = "adaptrl.rl2.v1"
@@ -26,25 +23,6 @@ class RL2Config(TrialPPOConfig):
     separate_critic: bool = False
     """Give the value function its own encoder and GRU instead of sharing the policy's, so
     that the value loss does not shape the state the policy reads (doubles the state)."""
-    reward_prediction_coef: float = 0.0
-    """Weight of an auxiliary loss: the mean squared error of a small network that predicts,
-    from the GRU output and the action taken, the raw reward that follows. It trains the GRU
-    to keep what the trial has shown about rewards. 0 leaves the predictor out. The error is
-    in raw reward units, so a weight that suits rewards of about 1 is too large for rewards in
-    the hundreds."""
-
-    def validate(self) -> None:
-        super().validate()
-        value = self.reward_prediction_coef
-        if not value >= 0 or not np.isfinite(value):
-            raise ValueError(
-                f"reward_prediction_coef must be a non-negative finite number, got {value!r}; "
-                "use 0 to train without the reward predictor"
-            )
-
-    def ppo_settings(self) -> PPOSettings:
-        return dataclasses.replace(super().ppo_settings(),
-                                   reward_prediction_coef=self.reward_prediction_coef)
 
 
 class RL2(TrialAgent):

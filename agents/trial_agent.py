@@ -80,6 +80,13 @@ class TrialPPOConfig:
     """Gradient norm clipping threshold."""
     normalize_advantages: bool = True
     """Normalize advantages per minibatch."""
+    reward_prediction_coef: float = 0.0
+    """Weight of an auxiliary loss: the mean squared error of a small network that predicts,
+    from the policy's recurrent features and the action taken, the raw reward that follows.
+    The features are the GRU output for rl2, and the controller output and read vectors for
+    memory. The loss trains the recurrent state to keep what the trial has shown about
+    rewards. 0 leaves the predictor out. The error is in raw reward units, so a weight that
+    suits rewards of about 1 is too large for rewards in the hundreds."""
 
     @property
     def rollout_size(self) -> int:
@@ -106,6 +113,12 @@ class TrialPPOConfig:
             value = getattr(self, name)
             if not value >= 0 or not np.isfinite(value):
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+        value = self.reward_prediction_coef
+        if not value >= 0 or not np.isfinite(value):
+            raise ValueError(
+                f"reward_prediction_coef must be a non-negative finite number, got {value!r}; "
+                "use 0 to train without the reward predictor"
+            )
         if self.lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
         length = self.resolved_sequence_length()
@@ -137,6 +150,7 @@ class TrialPPOConfig:
             vf_coef=self.vf_coef,
             max_grad_norm=self.max_grad_norm,
             normalize_advantages=self.normalize_advantages,
+            reward_prediction_coef=self.reward_prediction_coef,
         )
 
 

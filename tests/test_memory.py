@@ -16,6 +16,7 @@ from agents.memory_network import (
     least_used_weights,
     lrua_write,
 )
+from agents.ppo import ppo_update
 from envs import make_distribution
 
 
@@ -133,12 +134,15 @@ def test_memory_cleared_at_trial_starts_only():
 # --------------------------------------------------------------------------- PPO replay
 
 
-@pytest.mark.parametrize("controller", ["gru", "lstm"])
+@pytest.mark.parametrize("controller, reward_prediction_coef",
+                         [("gru", 0.0), ("lstm", 0.0), ("gru", 0.5)])
 @pytest.mark.parametrize("sequence_length, minibatch_size", [(7, 7), (1, 3)])
-def test_replay_ratio_is_one_before_update(controller, sequence_length, minibatch_size):
+def test_replay_ratio_is_one_before_update(controller, reward_prediction_coef, sequence_length,
+                                           minibatch_size):
     # As for RL²: trials start mid-rollout and mid-sequence, and minibatches are odd.
     config = tiny_config(num_envs=3, num_steps=7, sequence_length=sequence_length,
-                         minibatch_size=minibatch_size, controller=controller, num_reads=2)
+                         minibatch_size=minibatch_size, controller=controller, num_reads=2,
+                         reward_prediction_coef=reward_prediction_coef)
     agent = MemoryAgent(small_distribution(), config, "cpu", seed=2)
     assert_replay_matches_rollout(agent, sequence_length, minibatch_size)
 
@@ -159,6 +163,81 @@ def test_unroll_equals_step_by_step():
         assert torch.allclose(params[t], step_params, atol=1e-6, rtol=0)
         assert torch.allclose(values[t], value, atol=1e-6, rtol=0)
     assert torch.allclose(final, state, atol=1e-6, rtol=0)
+
+
+def test_unroll_features_are_the_heads_input():
+    policy = MemoryActorCritic(6, gym.spaces.Discrete(3), hidden_size=8, num_slots=4, width=3,
+                               num_reads=2)
+    generator = torch.Generator().manual_seed(1)
+    obs = torch.randn(4, 2, 6, generator=generator)
+    trial_start = torch.tensor([[1, 1], [0, 0], [1, 0], [0, 0]], dtype=torch.bool)
+    state = torch.zeros(2, policy.state_size)
+    params, values, _, features = policy.unroll_features(obs, state, trial_start)
+    # Controller output (8) and two read vectors of width 3.
+    assert features.shape == (4, 2, 8 + 2 * 3)
+    assert torch.equal(params, policy.head(features))
+    assert torch.equal(values, policy.critic(features).squeeze(-1))
+
+
+# --------------------------------------------------------------------------- reward prediction
+
+
+def test_reward_predictor_reads_heads_input_and_action():
+    policy = MemoryActorCritic(6, gym.spaces.Discrete(3), hidden_size=8, num_slots=4, width=3,
+                               reward_prediction=True)
+    features = torch.randn(5, 8 + 3)
+    actions = torch.tensor([0, 2, 1, 2, 0])
+    first, _, last = policy.reward_predictor
+    assert first.in_features == 8 + 3 + 3
+    onehot = torch.eye(3)[actions]
+    expected = last(torch.tanh(first(torch.cat([features, onehot], dim=-1)))).squeeze(-1)
+    assert torch.allclose(policy.predict_rewards(features, actions), expected)
+
+
+def test_no_memory_reward_predictor_without_its_weight():
+    agent = MemoryAgent(small_distribution(), tiny_config(), "cpu", seed=0)
+    assert not any(key.startswith("reward_predictor") for key in agent.policy.state_dict())
+    with pytest.raises(ValueError, match="has no reward predictor"):
+        agent.policy.predict_rewards(torch.zeros(1, 16 + 3), torch.zeros(1))
+
+
+def test_memory_reward_prediction_loss_matches_hand_error():
+    # One epoch over one minibatch that is the whole rollout: the logged loss is the error
+    # of the predictor before the update.
+    config = tiny_config(num_envs=3, num_steps=8, minibatch_size=24, num_epochs=1,
+                         reward_prediction_coef=0.5)
+    agent = MemoryAgent(small_distribution(), config, "cpu", seed=3)
+    rollout = collect_one_rollout(agent)
+    with torch.no_grad():
+        _, _, _, features = agent.policy.unroll_features(
+            rollout.obs, rollout.hidden_in[0], rollout.trial_start
+        )
+        predicted = agent.policy.predict_rewards(features, rollout.actions)
+    expected = (predicted - rollout.rewards).pow(2).mean()
+    before = {key: value.clone() for key, value in agent.policy.state_dict().items()}
+    stats = ppo_update(agent.policy, agent.optimizer, rollout, config.ppo_settings(), None)
+    assert float(stats["reward_prediction_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    changed = {key for key, value in agent.policy.state_dict().items()
+               if not torch.equal(value, before[key])}
+    assert "reward_predictor.0.weight" in changed
+    # The loss reaches the controller and the interface that writes and reads the memory.
+    assert "controller.weight_hh" in changed
+    assert "interface.weight" in changed
+
+
+def test_memory_reward_prediction_coef_must_be_non_negative():
+    with pytest.raises(ValueError, match="reward_prediction_coef must be a non-negative"):
+        MemoryAgent(small_distribution(), tiny_config(reward_prediction_coef=float("nan")), "cpu")
+
+
+def test_memory_reward_predictor_saved_and_loaded(tmp_path):
+    agent = MemoryAgent(small_distribution(), tiny_config(reward_prediction_coef=1.0), "cpu",
+                        seed=0)
+    agent.learn(agent.config.rollout_size)
+    _, loaded = load_agent(agent.save(tmp_path / "model.pt"), device="cpu")
+    assert loaded.config.reward_prediction_coef == 1.0
+    for key, value in agent.policy.state_dict().items():
+        assert torch.equal(value, loaded.policy.state_dict()[key]), key
 
 
 # --------------------------------------------------------------------------- training and files
