@@ -362,12 +362,12 @@ def test_no_reward_predictor_without_its_weight():
         agent.policy.predict_rewards(torch.zeros(1, 16), torch.zeros(1))
 
 
-def test_reward_prediction_loss_matches_hand_error():
-    # One epoch over one minibatch that is the whole rollout: the logged loss is computed
-    # before the update, so it equals the error of the untrained predictor.
-    config = tiny_config(num_envs=3, num_steps=8, minibatch_size=24, num_epochs=1,
-                         reward_prediction_coef=0.5)
-    agent = RL2(small_distribution(), config, "cpu", seed=3)
+def assert_reward_loss_matches_hand_error(agent) -> set[str]:
+    """Check the logged loss of one update against the untrained predictor's error.
+
+    The agent's config must make one epoch over one minibatch that is the whole rollout, so
+    that the loss is computed before the update. Returns the names of the changed weights.
+    """
     rollout = collect_one_rollout(agent)
     with torch.no_grad():
         _, _, _, features = agent.policy.unroll_features(
@@ -377,11 +377,19 @@ def test_reward_prediction_loss_matches_hand_error():
     # The reward at step t follows action t: both are stored at index t.
     expected = (predicted - rollout.rewards).pow(2).mean()
     before = {key: value.clone() for key, value in agent.policy.state_dict().items()}
-    stats = ppo_update(agent.policy, agent.optimizer, rollout, config.ppo_settings(), None)
+    settings = agent.config.ppo_settings()
+    stats = ppo_update(agent.policy, agent.optimizer, rollout, settings, None)
     assert float(stats["reward_prediction_loss"]) == pytest.approx(float(expected), rel=1e-5)
     changed = {key for key, value in agent.policy.state_dict().items()
                if not torch.equal(value, before[key])}
     assert "reward_predictor.0.weight" in changed
+    return changed
+
+
+def test_reward_prediction_loss_matches_hand_error():
+    config = tiny_config(num_envs=3, num_steps=8, minibatch_size=24, num_epochs=1,
+                         reward_prediction_coef=0.5)
+    changed = assert_reward_loss_matches_hand_error(RL2(small_distribution(), config, "cpu", seed=3))
     assert "gru.weight_hh_l0" in changed
 
 

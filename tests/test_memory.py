@@ -7,7 +7,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from test_agents import assert_replay_matches_rollout, collect_one_rollout
+from test_agents import (
+    assert_replay_matches_rollout,
+    assert_reward_loss_matches_hand_error,
+    collect_one_rollout,
+)
 
 from agents import MemoryAgent, MemoryConfig, load_agent, reset_recurrent_state
 from agents.memory_network import (
@@ -16,7 +20,6 @@ from agents.memory_network import (
     least_used_weights,
     lrua_write,
 )
-from agents.ppo import ppo_update
 from envs import make_distribution
 
 
@@ -202,24 +205,10 @@ def test_no_memory_reward_predictor_without_its_weight():
 
 
 def test_memory_reward_prediction_loss_matches_hand_error():
-    # One epoch over one minibatch that is the whole rollout: the logged loss is the error
-    # of the predictor before the update.
     config = tiny_config(num_envs=3, num_steps=8, minibatch_size=24, num_epochs=1,
                          reward_prediction_coef=0.5)
     agent = MemoryAgent(small_distribution(), config, "cpu", seed=3)
-    rollout = collect_one_rollout(agent)
-    with torch.no_grad():
-        _, _, _, features = agent.policy.unroll_features(
-            rollout.obs, rollout.hidden_in[0], rollout.trial_start
-        )
-        predicted = agent.policy.predict_rewards(features, rollout.actions)
-    expected = (predicted - rollout.rewards).pow(2).mean()
-    before = {key: value.clone() for key, value in agent.policy.state_dict().items()}
-    stats = ppo_update(agent.policy, agent.optimizer, rollout, config.ppo_settings(), None)
-    assert float(stats["reward_prediction_loss"]) == pytest.approx(float(expected), rel=1e-5)
-    changed = {key for key, value in agent.policy.state_dict().items()
-               if not torch.equal(value, before[key])}
-    assert "reward_predictor.0.weight" in changed
+    changed = assert_reward_loss_matches_hand_error(agent)
     # The loss reaches the controller and the interface that writes and reads the memory.
     assert "controller.weight_hh" in changed
     assert "interface.weight" in changed
