@@ -98,7 +98,10 @@ def given_settings(argv: list[str], config: TrainConfig) -> list[str]:
 
 @dataclass
 class EvaluateConfig:
-    """Meta-test a saved run or model file on held-out tasks and write evaluation.json."""
+    """Meta-test a saved run or model file on held-out tasks and write the evaluation JSON.
+
+    With the settings of the run's own meta-test it rewrites evaluation.json, the same
+    figures again. Other settings go to a file whose name lists them."""
 
     path: tyro.conf.Positional[Path]
     """A run folder (runs/<run-name>), or a model.pt or checkpoint file."""
@@ -113,14 +116,17 @@ class EvaluateConfig:
     torch_threads: int | None = None
     """CPU threads for torch; 1 avoids stalls on a machine shared with other busy processes."""
     output: Path | None = None
-    """Output path of the JSON; default evaluation.json in the run folder, or beside the file."""
+    """Output path of the JSON. Default: evaluation.json in the run folder (or beside the file)
+    when the settings match those of the run's own meta-test. Otherwise the name lists what
+    differs, for example evaluation-deterministic.json or evaluation-seed1-tasks40.json, so
+    the run's record is not overwritten."""
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
     """Evaluate a run folder or model file and print the table."""
     from agents.registry import load_agent
     from harness.evaluation import evaluate, format_table
-    from harness.run import MODEL_FILE, RunDirectory
+    from harness.run import CONFIG_FILE, MODEL_FILE, RunDirectory
 
     config = tyro.cli(EvaluateConfig, args=argv)
     _configure_logging()
@@ -130,13 +136,16 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             if config.torch_threads < 1:
                 raise ValueError(f"--torch-threads must be a positive integer, got {config.torch_threads}")
             torch.set_num_threads(config.torch_threads)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; pass a run folder or a model file")
+        recorded = {}
         if path.is_dir():
             run = RunDirectory(path)
             model = run.model_path if run.model_path.is_file() else run.checkpoint_path
-            output = config.output or run.evaluation_path
+            if (run.path / CONFIG_FILE).is_file():
+                recorded = run.read_config()["train"]
         else:
             model = path
-            output = config.output or path.with_name("evaluation.json")
         if not model.is_file():
             raise FileNotFoundError(
                 f"no {MODEL_FILE} or checkpoint found under {path}; pass a run folder or a file"
@@ -155,7 +164,28 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    output = config.output or _default_evaluation_path(config, recorded, distribution.num_test_tasks)
     RunDirectory(output.parent).write_evaluation(evaluation, output)
     print(format_table(evaluation))
     print(f"\nWrote {output} and the per-task returns in {output.with_suffix('.npz')}")
     return 0
+
+
+def _default_evaluation_path(config: EvaluateConfig, recorded: dict, num_test_tasks: int) -> Path:
+    """Return where evaluate writes by default: evaluation.json, or a name with the changes.
+
+    ``recorded`` contains the run's training settings (``eval_tasks``, ``eval_seed``,
+    ``eval_deterministic``). It is empty when a file was passed, and then the comparison is
+    with this script's defaults.
+    """
+    folder = config.path if config.path.is_dir() else config.path.parent
+    changes = []
+    if config.deterministic != recorded.get("eval_deterministic", False):
+        changes.append("deterministic" if config.deterministic else "sampled")
+    if config.eval_seed != recorded.get("eval_seed", 0):
+        changes.append(f"seed{config.eval_seed}")
+    tasks = config.eval_tasks or num_test_tasks
+    if tasks != (recorded.get("eval_tasks") or num_test_tasks):
+        changes.append(f"tasks{tasks}")
+    return folder / ("-".join(["evaluation", *changes]) + ".json")
+

@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import inspect
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,8 +150,13 @@ class TrainConfig:
         data["env_kwargs"] = tuple(data.get("env_kwargs", ()))
         return cls(**data)
 
-    def validate(self) -> TaskDistribution:
+    def validate(self, explicit_settings: Collection[str] = ()) -> TaskDistribution:
         """Check every value before training starts; return the task distribution.
+
+        Args:
+            explicit_settings: the settings the command line set, as
+                :func:`harness.cli.given_settings` names them (``rl2.hidden_size``). A flag of
+                another agent is rejected even when it repeats that agent's default.
 
         Raises:
             ValueError: naming the invalid value and how to fix it.
@@ -173,7 +179,7 @@ class TrainConfig:
             raise ValueError(
                 f"--env-kwargs {' '.join(self.env_kwargs)} is invalid for {self.env}: {error}"
             ) from error
-        self._validate_agent_settings(distribution)
+        self._validate_agent_settings(distribution, explicit_settings)
         for name in ("total_timesteps", "checkpoint_interval"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -198,7 +204,9 @@ class TrainConfig:
             )
         return distribution
 
-    def _validate_agent_settings(self, distribution: TaskDistribution) -> None:
+    def _validate_agent_settings(
+        self, distribution: TaskDistribution, explicit_settings: Collection[str]
+    ) -> None:
         """Check the chosen agent's settings, naming flags, and reject flags of other agents."""
         config = self.agent_config()
         try:
@@ -213,11 +221,16 @@ class TrainConfig:
             raise ValueError(message) from error
         own_settings = {setting.name for setting in dataclasses.fields(config)}
         for name in AGENTS:
-            other_config, other_default = getattr(self, config_field(name)), AGENTS[name].config_class()
-            if name == self.agent or other_config == other_default:
+            if name == self.agent:
                 continue
+            other_config, other_default = getattr(self, config_field(name)), AGENTS[name].config_class()
+            given_keys = {setting.partition(".")[2] for setting in explicit_settings
+                          if setting.partition(".")[0] == config_field(name)}
             changed = [setting.name for setting in dataclasses.fields(other_config)
-                       if getattr(other_config, setting.name) != getattr(other_default, setting.name)]
+                       if setting.name in given_keys
+                       or getattr(other_config, setting.name) != getattr(other_default, setting.name)]
+            if not changed:
+                continue
             given_flags = ", ".join(f"--{name}.{key.replace('_', '-')}" for key in changed)
             unknown = [f"--{self.agent}.{key.replace('_', '-')}" for key in changed
                        if key not in own_settings]

@@ -170,8 +170,7 @@ def format_table(evaluation: dict[str, Any]) -> str:
     if best:
         header += f"{'of Bayes-optimal':>18}"
     lines = [
-        f"Meta-test on {evaluation['num_tasks']} held-out tasks of {evaluation['env']} "
-        f"(seed {evaluation['seed']})",
+        _title(evaluation),
         header,
         "-" * len(header),
     ]
@@ -206,12 +205,18 @@ def _format_episode_lengths(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _title(evaluation: dict[str, Any]) -> str:
+    """Return the table's first line: tasks, distribution, seed, and how actions were chosen."""
+    action_choice = ", most likely action" if evaluation.get("deterministic") else ""
+    return (f"Meta-test on {evaluation['num_tasks']} held-out tasks of {evaluation['env']} "
+            f"(seed {evaluation['seed']}{action_choice})")
+
+
 def _format_adaptation_steps(evaluation: dict[str, Any]) -> str:
     """Render the return after each adaptation step, then the references' episode returns."""
     curve = evaluation["adaptation_curve"]
     lines = [
-        f"Meta-test on {evaluation['num_tasks']} held-out tasks of {evaluation['env']} "
-        f"(seed {evaluation['seed']}), {evaluation['rollouts_per_step']} episodes per task and "
+        f"{_title(evaluation)}, {evaluation['rollouts_per_step']} episodes per task and "
         "adaptation step",
         f"{'policy':<22}{'mean episode return':>21}{'95% CI':>22}",
     ]

@@ -148,7 +148,7 @@ def train(config: TrainConfig, explicit_settings: Collection[str] | None = None)
     """
     if config.resume:
         config = resume_config(config, explicit_settings)
-    distribution = config.validate()
+    distribution = config.validate(explicit_settings or ())
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
     agent = make_agent(config.agent, distribution, config.agent_config(), config.device,

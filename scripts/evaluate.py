@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Meta-test a saved run or model file on held-out tasks and write evaluation.json.
+"""Meta-test a saved run or model file on held-out tasks and write the evaluation JSON.
 
 Example: ``python scripts/evaluate.py runs/rl2-bandit-k5-n10-seed0``
 """

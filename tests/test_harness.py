@@ -130,6 +130,33 @@ def test_evaluate_script_reproduces_evaluation(tmp_path):
     assert again["references"] == result.evaluation["references"]
 
 
+def test_evaluate_script_keeps_the_run_record(tmp_path, capsys):
+    result = train(tiny_config(tmp_path))
+    run = result.run.path
+    record = (run / "evaluation.json").read_bytes()
+    capsys.readouterr()
+
+    # The run's own meta-test sampled actions on 200 tasks with seed 0.
+    assert evaluate_main([str(run), "--deterministic", "--eval-tasks", "200", "--device", "cpu"]) == 0
+    assert "(seed 0, most likely action)" in capsys.readouterr().out
+    deterministic = json.loads((run / "evaluation-deterministic.json").read_text())
+    assert deterministic["deterministic"] is True
+    assert (run / "evaluation-deterministic.npz").is_file()
+
+    assert evaluate_main([str(run), "--eval-seed", "1", "--eval-tasks", "50", "--device", "cpu"]) == 0
+    assert json.loads((run / "evaluation-seed1-tasks50.json").read_text())["num_tasks"] == 50
+    assert (run / "evaluation.json").read_bytes() == record
+
+    # The same settings as the run's own meta-test reproduce its record in place.
+    assert evaluate_main([str(run), "--eval-tasks", "200", "--device", "cpu"]) == 0
+    assert json.loads((run / "evaluation.json").read_text()) == json.loads(record)
+
+
+def test_evaluate_script_names_a_missing_path(tmp_path, capsys):
+    assert evaluate_main([str(tmp_path / "no-such-run")]) == 2
+    assert "no-such-run does not exist; pass a run folder or a model file" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- resume
 
 
@@ -357,6 +384,10 @@ def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
         (["--agent", "memory", "--rl2.separate-critic"],
          r"given: --rl2.separate-critic\).*\(memory has no --memory.separate-critic\)"),
         (["--memory.memory-slots", "8"], r"--memory.\* flags were given, but the agent is rl2"),
+        # Flags that repeat another agent's defaults would be ignored just as silently.
+        (["--agent", "memory", "--rl2.no-separate-critic"],
+         r"--rl2.\* flags were given, but the agent is memory.*\(given: --rl2.separate-critic\)"),
+        (["--agent", "memory", "--rl2.hidden-size", "64"], r"\(given: --rl2.hidden-size\)"),
         (["--total-timesteps", "0"], "--total-timesteps must be a positive integer"),
         (["--eval-tasks", "20000"], r"--eval-tasks must lie in \[1, 10000\]"),
         (["--torch-threads", "0"], "--torch-threads must be a positive integer, got 0"),
