@@ -188,4 +188,3 @@ def _default_evaluation_path(config: EvaluateConfig, recorded: dict, num_test_ta
     if tasks != (recorded.get("eval_tasks") or num_test_tasks):
         changes.append(f"tasks{tasks}")
     return folder / ("-".join(["evaluation", *changes]) + ".json")
-
