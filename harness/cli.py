@@ -144,8 +144,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             model = run.model_path if run.model_path.is_file() else run.checkpoint_path
             if (run.path / CONFIG_FILE).is_file():
                 recorded = run.read_config()["train"]
+            folder = path
         else:
             model = path
+            folder = path.parent
         if not model.is_file():
             raise FileNotFoundError(
                 f"no {MODEL_FILE} or checkpoint found under {path}; pass a run folder or a file"
@@ -164,21 +166,22 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    output = config.output or _default_evaluation_path(config, recorded, distribution.num_test_tasks)
+    output = config.output or folder / _default_evaluation_name(
+        config, recorded, distribution.num_test_tasks
+    )
     RunDirectory(output.parent).write_evaluation(evaluation, output)
     print(format_table(evaluation))
     print(f"\nWrote {output} and the per-task returns in {output.with_suffix('.npz')}")
     return 0
 
 
-def _default_evaluation_path(config: EvaluateConfig, recorded: dict, num_test_tasks: int) -> Path:
-    """Return where evaluate writes by default: evaluation.json, or a name with the changes.
+def _default_evaluation_name(config: EvaluateConfig, recorded: dict, num_test_tasks: int) -> str:
+    """Return the default file name: evaluation.json, or a name that lists the changed settings.
 
     ``recorded`` contains the run's training settings (``eval_tasks``, ``eval_seed``,
     ``eval_deterministic``). It is empty when a file was passed, and then the comparison is
     with this script's defaults.
     """
-    folder = config.path if config.path.is_dir() else config.path.parent
     changes = []
     if config.deterministic != recorded.get("eval_deterministic", False):
         changes.append("deterministic" if config.deterministic else "sampled")
@@ -187,4 +190,4 @@ def _default_evaluation_path(config: EvaluateConfig, recorded: dict, num_test_ta
     tasks = config.eval_tasks or num_test_tasks
     if tasks != (recorded.get("eval_tasks") or num_test_tasks):
         changes.append(f"tasks{tasks}")
-    return folder / ("-".join(["evaluation", *changes]) + ".json")
+    return "-".join(["evaluation", *changes]) + ".json"

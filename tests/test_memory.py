@@ -197,7 +197,7 @@ def test_reward_predictor_reads_heads_input_and_action():
     assert torch.allclose(policy.predict_rewards(features, actions), expected)
 
 
-def test_no_memory_reward_predictor_without_its_weight():
+def test_memory_has_no_reward_predictor_by_default():
     agent = MemoryAgent(small_distribution(), tiny_config(), "cpu", seed=0)
     assert not any(key.startswith("reward_predictor") for key in agent.policy.state_dict())
     with pytest.raises(ValueError, match="has no reward predictor"):
