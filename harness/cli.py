@@ -106,7 +106,8 @@ class EvaluateConfig:
     path: tyro.conf.Positional[Path]
     """A run folder (runs/<run-name>), or a model.pt or checkpoint file."""
     eval_tasks: int | None = None
-    """Held-out tasks to meta-test on; default all of the meta-test split."""
+    """Held-out tasks to meta-test on. Default: as many as the run's own meta-test (recorded in
+    its config.json), or all of the meta-test split for a model file."""
     eval_seed: int = 0
     """Seed of the evaluation's env noise and action sampling."""
     deterministic: bool = False
@@ -158,8 +159,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 f"--eval-tasks must lie in [1, {distribution.num_test_tasks}], got {config.eval_tasks}"
             )
+        eval_tasks = config.eval_tasks if config.eval_tasks is not None else recorded.get("eval_tasks")
         try:
-            evaluation = evaluate(agent, agent_name, distribution, config.eval_tasks,
+            evaluation = evaluate(agent, agent_name, distribution, eval_tasks,
                                   config.eval_seed, config.deterministic, per_task=True)
         finally:
             agent.close()
@@ -167,7 +169,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     output = config.output or folder / _default_evaluation_name(
-        config, recorded, distribution.num_test_tasks
+        config, eval_tasks, recorded, distribution.num_test_tasks
     )
     RunDirectory(output.parent).write_evaluation(evaluation, output)
     print(format_table(evaluation))
@@ -175,19 +177,21 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _default_evaluation_name(config: EvaluateConfig, recorded: dict, num_test_tasks: int) -> str:
+def _default_evaluation_name(
+    config: EvaluateConfig, eval_tasks: int | None, recorded: dict, num_test_tasks: int
+) -> str:
     """Return the default file name: evaluation.json, or a name that lists the changed settings.
 
-    ``recorded`` contains the run's training settings (``eval_tasks``, ``eval_seed``,
-    ``eval_deterministic``). It is empty when a file was passed, and then the comparison is
-    with this script's defaults.
+    ``eval_tasks`` is the number of tasks evaluated, None for all. ``recorded`` contains the
+    run's training settings (``eval_tasks``, ``eval_seed``, ``eval_deterministic``). It is
+    empty when a file was passed, and then the comparison is with this script's defaults.
     """
     changes = []
     if config.deterministic != recorded.get("eval_deterministic", False):
         changes.append("deterministic" if config.deterministic else "sampled")
     if config.eval_seed != recorded.get("eval_seed", 0):
         changes.append(f"seed{config.eval_seed}")
-    tasks = config.eval_tasks or num_test_tasks
+    tasks = eval_tasks or num_test_tasks
     if tasks != (recorded.get("eval_tasks") or num_test_tasks):
         changes.append(f"tasks{tasks}")
     return "-".join(["evaluation", *changes]) + ".json"

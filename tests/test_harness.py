@@ -137,7 +137,7 @@ def test_evaluate_script_keeps_the_run_record(tmp_path, capsys):
     capsys.readouterr()
 
     # The run's own meta-test sampled actions on 200 tasks with seed 0.
-    assert evaluate_main([str(run), "--deterministic", "--eval-tasks", "200", "--device", "cpu"]) == 0
+    assert evaluate_main([str(run), "--deterministic", "--device", "cpu"]) == 0
     assert "(seed 0, most likely action)" in capsys.readouterr().out
     deterministic = json.loads((run / "evaluation-deterministic.json").read_text())
     assert deterministic["deterministic"] is True
@@ -147,8 +147,9 @@ def test_evaluate_script_keeps_the_run_record(tmp_path, capsys):
     assert json.loads((run / "evaluation-seed1-tasks50.json").read_text())["num_tasks"] == 50
     assert (run / "evaluation.json").read_bytes() == record
 
-    # The same settings as the run's own meta-test reproduce its record in place.
-    assert evaluate_main([str(run), "--eval-tasks", "200", "--device", "cpu"]) == 0
+    # The run's own settings, its 200 tasks included, are the defaults: they reproduce its
+    # record in place.
+    assert evaluate_main([str(run), "--device", "cpu"]) == 0
     assert json.loads((run / "evaluation.json").read_text()) == json.loads(record)
 
 
