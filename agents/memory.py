@@ -65,4 +65,5 @@ class MemoryAgent(TrialAgent):
             num_reads=config.num_reads,
             usage_decay=config.usage_decay,
             reward_prediction=config.reward_prediction_coef > 0,
+            observation_prediction_size=self.observation_prediction_size(),
         )

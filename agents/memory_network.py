@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.networks import (
+    OutcomePredictor,
     RewardPredictor,
     check_observation_width,
     make_encoder,
@@ -159,7 +160,9 @@ class MemoryActorCritic(nn.Module):
 
     With ``reward_prediction`` a small network reads what the heads read and the action
     taken, and predicts the reward that follows (:meth:`predict_rewards`). Its loss is an
-    auxiliary objective of the PPO update, and the policy never reads the prediction.
+    auxiliary objective of the PPO update, and the policy never reads the prediction. With
+    ``observation_prediction_size`` another one predicts the next observation from the same
+    inputs (:func:`agents.ppo.observation_prediction_loss`).
 
     Args:
         observation_dim: width of the trial observation.
@@ -171,6 +174,8 @@ class MemoryActorCritic(nn.Module):
         num_reads: read heads, each with its own write.
         usage_decay: factor applied to usage each step, in [0, 1].
         reward_prediction: add the reward predictor.
+        observation_prediction_size: width of the next observation that the observation
+            predictor predicts, the base observation's width; 0 leaves it out.
     """
 
     def __init__(
@@ -184,6 +189,7 @@ class MemoryActorCritic(nn.Module):
         num_reads: int = 1,
         usage_decay: float = 0.95,
         reward_prediction: bool = False,
+        observation_prediction_size: int = 0,
     ):
         super().__init__()
         check_memory_shape(hidden_size, controller, num_slots, width, num_reads, usage_decay)
@@ -203,10 +209,16 @@ class MemoryActorCritic(nn.Module):
         self.interface = orthogonal_linear(nn.Linear(hidden_size, num_reads * (2 * width + 2)), 1.0)
         self.head = make_policy_head(action_space, hidden_size + read_size)
         self.critic = orthogonal_linear(nn.Linear(hidden_size + read_size, 1), 1.0)
-        # Built last, so that a network without it draws the same initial weights.
+        # The predictors are built last, so that a network without them draws the same
+        # initial weights.
         self.reward_predictor = (
             RewardPredictor(hidden_size + read_size, action_space, hidden_size)
             if reward_prediction else None
+        )
+        self.observation_predictor = (
+            OutcomePredictor(hidden_size + read_size, action_space, hidden_size,
+                             observation_prediction_size)
+            if observation_prediction_size else None
         )
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
@@ -284,7 +296,7 @@ class MemoryActorCritic(nn.Module):
         Returns:
             The predicted rewards, ``(...)``.
         """
-        return RewardPredictor.require(self.reward_predictor)(features, actions)
+        return OutcomePredictor.require(self.reward_predictor, "reward")(features, actions)
 
     def unroll_features(
         self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor

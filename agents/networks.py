@@ -75,45 +75,62 @@ class GaussianHead(nn.Module):
         return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
 
-class RewardPredictor(nn.Sequential):
-    """A two-layer network that predicts the reward that follows an action.
+class OutcomePredictor(nn.Sequential):
+    """A two-layer network that predicts what follows an action: its reward or next observation.
 
     It reads a recurrent policy's features and the action taken, one-hot for a Discrete
     space and as it is for a Box space. Its squared error is an auxiliary loss of the PPO
-    update (:func:`agents.ppo.reward_prediction_loss`).
+    update (:mod:`agents.ppo`); the policy never reads its predictions.
 
     Args:
         feature_size: width of the features it reads.
         action_space: Discrete or 1-D Box.
         hidden_size: width of its hidden layer.
+        output_size: width of what it predicts.
     """
 
-    def __init__(self, feature_size: int, action_space: gym.Space, hidden_size: int):
+    def __init__(self, feature_size: int, action_space: gym.Space, hidden_size: int,
+                 output_size: int):
         discrete = isinstance(action_space, gym.spaces.Discrete)
         action_input_size = int(action_space.n) if discrete else int(action_space.shape[0])
         super().__init__(
             nn.Linear(feature_size + action_input_size, hidden_size),
             nn.Tanh(),
-            nn.Linear(hidden_size, 1),
+            nn.Linear(hidden_size, output_size),
         )
         self.discrete_actions = discrete
         self.action_input_size = action_input_size
 
     def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Return the predicted rewards, ``(...)``, for features ``(..., feature_size)``."""
+        """Return predictions ``(..., output_size)`` for features ``(..., feature_size)``."""
         if self.discrete_actions:
             actions = F.one_hot(actions.long(), self.action_input_size).to(features.dtype)
-        return super().forward(torch.cat([features, actions], dim=-1)).squeeze(-1)
+        return super().forward(torch.cat([features, actions], dim=-1))
 
     @staticmethod
-    def require(predictor: RewardPredictor | None) -> RewardPredictor:
-        """Return ``predictor``, or raise ValueError when the network was built without one."""
+    def require(predictor: OutcomePredictor | None, what: str) -> OutcomePredictor:
+        """Return ``predictor``, or raise ValueError when the network was built without one.
+
+        Args:
+            what: ``"reward"`` or ``"observation"``, the predictor's name in the message.
+        """
         if predictor is None:
             raise ValueError(
-                "this network has no reward predictor; build it with reward_prediction=True "
-                "(the agents do so when reward_prediction_coef is positive)"
+                f"this network has no {what} predictor; the agents build it when "
+                f"{what}_prediction_coef is positive"
             )
         return predictor
+
+
+class RewardPredictor(OutcomePredictor):
+    """An :class:`OutcomePredictor` of the reward that follows an action, one float per step."""
+
+    def __init__(self, feature_size: int, action_space: gym.Space, hidden_size: int):
+        super().__init__(feature_size, action_space, hidden_size, 1)
+
+    def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Return the predicted rewards, ``(...)``, for features ``(..., feature_size)``."""
+        return super().forward(features, actions).squeeze(-1)
 
 
 def make_policy_head(action_space: gym.Space, input_size: int) -> CategoricalHead | GaussianHead:
@@ -137,7 +154,9 @@ class RecurrentActorCritic(nn.Module):
     With ``reward_prediction`` a small network reads the actor's GRU output and the action
     taken and predicts the reward that follows (:meth:`predict_rewards`). Its loss is an
     auxiliary objective of the PPO update and trains the GRU to keep what the trial has
-    shown about rewards. The policy never reads the prediction.
+    shown about rewards. The policy never reads the prediction. With
+    ``observation_prediction_size`` another one predicts the next observation from the same
+    inputs (:func:`agents.ppo.observation_prediction_loss`).
 
     Args:
         observation_dim: width of the trial observation.
@@ -145,6 +164,8 @@ class RecurrentActorCritic(nn.Module):
         hidden_size: width of the encoder and of the GRU state.
         separate_critic: give the value head its own encoder and GRU.
         reward_prediction: add the reward predictor.
+        observation_prediction_size: width of the next observation that the observation
+            predictor predicts, the base observation's width; 0 leaves it out.
     """
 
     def __init__(
@@ -154,6 +175,7 @@ class RecurrentActorCritic(nn.Module):
         hidden_size: int = 128,
         separate_critic: bool = False,
         reward_prediction: bool = False,
+        observation_prediction_size: int = 0,
     ):
         super().__init__()
         self.head = make_policy_head(action_space, hidden_size)
@@ -170,9 +192,14 @@ class RecurrentActorCritic(nn.Module):
             self.critic_encoder = make_encoder(observation_dim, hidden_size)
             self.critic_gru = nn.GRU(hidden_size, hidden_size)
         self.critic = orthogonal_linear(nn.Linear(hidden_size, 1), 1.0)
-        # Built last, so that a network without it draws the same initial weights.
+        # The predictors are built last, so that a network without them draws the same
+        # initial weights.
         self.reward_predictor = (RewardPredictor(hidden_size, action_space, hidden_size)
                                  if reward_prediction else None)
+        self.observation_predictor = (
+            OutcomePredictor(hidden_size, action_space, hidden_size, observation_prediction_size)
+            if observation_prediction_size else None
+        )
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
         """Return the zero state, shape ``(batch_size, state_size)``."""
@@ -227,7 +254,7 @@ class RecurrentActorCritic(nn.Module):
         Returns:
             The predicted rewards, ``(...)``.
         """
-        return RewardPredictor.require(self.reward_predictor)(features, actions)
+        return OutcomePredictor.require(self.reward_predictor, "reward")(features, actions)
 
     def unroll_features(
         self, obs: torch.Tensor, state: torch.Tensor, trial_start: torch.Tensor

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from agents.networks import RecurrentActorCritic
+from agents.networks import OutcomePredictor, RecurrentActorCritic
 from agents.rollout import Rollout
 
 
@@ -24,6 +24,7 @@ class PPOSettings:
     max_grad_norm: float
     normalize_advantages: bool
     reward_prediction_coef: float = 0.0
+    observation_prediction_coef: float = 0.0
 
 
 @dataclass
@@ -31,8 +32,10 @@ class SequenceBatch:
     """Rollout steps regrouped as sequences: time-major ``(sequence_length, num_sequences, ...)``."""
 
     obs: torch.Tensor
+    next_obs: torch.Tensor
     hidden_start: torch.Tensor  # (num_sequences, state_size): hidden_in at each sequence's first step
     trial_start: torch.Tensor
+    trial_end: torch.Tensor
     actions: torch.Tensor
     log_probs: torch.Tensor
     values: torch.Tensor
@@ -43,8 +46,10 @@ class SequenceBatch:
     def select(self, index: torch.Tensor) -> SequenceBatch:
         return SequenceBatch(
             obs=self.obs[:, index],
+            next_obs=self.next_obs[:, index],
             hidden_start=self.hidden_start[index],
             trial_start=self.trial_start[:, index],
+            trial_end=self.trial_end[:, index],
             actions=self.actions[:, index],
             log_probs=self.log_probs[:, index],
             values=self.values[:, index],
@@ -72,8 +77,10 @@ def split_sequences(rollout: Rollout, sequence_length: int) -> SequenceBatch:
     hidden_start = rollout.hidden_in[::sequence_length].reshape(blocks * n, -1)
     return SequenceBatch(
         obs=regroup(rollout.obs),
+        next_obs=regroup(rollout.next_obs),
         hidden_start=hidden_start,
         trial_start=regroup(rollout.trial_start),
+        trial_end=regroup(rollout.done),
         actions=regroup(rollout.actions),
         log_probs=regroup(rollout.log_probs),
         values=regroup(rollout.values),
@@ -115,6 +122,24 @@ def reward_prediction_loss(
     its scale against PPO's loss.
     """
     return (policy.predict_rewards(features, batch.actions) - batch.rewards).pow(2).mean()
+
+
+def observation_prediction_loss(
+    policy: RecurrentActorCritic, features: torch.Tensor, batch: SequenceBatch
+) -> torch.Tensor:
+    """Return the squared error of the policy's next-observation predictions on ``batch``.
+
+    The target is the base observation the action led to, the first ``output_size`` entries
+    of the next trial observation. The error is summed over those entries and averaged over
+    steps, leaving out each trial's last step: it leads into another task's first
+    observation, which the trial's history cannot predict.
+    """
+    predictor = OutcomePredictor.require(policy.observation_predictor, "observation")
+    predicted = predictor(features, batch.actions)
+    target = batch.next_obs[..., :predicted.shape[-1]]
+    keep = (~batch.trial_end).to(predicted.dtype)
+    error = (predicted - target).pow(2).sum(-1)
+    return (error * keep).sum() / keep.sum().clamp(min=1.0)
 
 
 def ppo_loss(
@@ -167,12 +192,13 @@ def ppo_update(
     totals: dict[str, torch.Tensor] = {}
     count = 0
     predict_rewards = settings.reward_prediction_coef > 0
+    predict_observations = settings.observation_prediction_coef > 0
     for _ in range(settings.num_epochs):
         order = torch.randperm(num_sequences, device=batch.obs.device, generator=generator)
         for start in range(0, num_sequences, per_minibatch):
             minibatch = batch.select(order[start:start + per_minibatch])
             new_log_probs, new_values, entropy, *features = evaluate_sequences(
-                policy, minibatch, with_features=predict_rewards
+                policy, minibatch, with_features=predict_rewards or predict_observations
             )
             loss, stats = ppo_loss(
                 new_log_probs, minibatch.log_probs, minibatch.advantages, new_values,
@@ -182,6 +208,10 @@ def ppo_update(
                 reward_loss = reward_prediction_loss(policy, features[0], minibatch)
                 loss = loss + settings.reward_prediction_coef * reward_loss
                 stats["reward_prediction_loss"] = reward_loss.detach()
+            if predict_observations:
+                observation_loss = observation_prediction_loss(policy, features[0], minibatch)
+                loss = loss + settings.observation_prediction_coef * observation_loss
+                stats["observation_prediction_loss"] = observation_loss.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)

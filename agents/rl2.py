@@ -52,4 +52,5 @@ class RL2(TrialAgent):
     def build_policy(self, observation_dim: int, action_space: gym.Space) -> RecurrentActorCritic:
         return RecurrentActorCritic(observation_dim, action_space, self.config.hidden_size,
                                     separate_critic=self.config.separate_critic,
-                                    reward_prediction=self.config.reward_prediction_coef > 0)
+                                    reward_prediction=self.config.reward_prediction_coef > 0,
+                                    observation_prediction_size=self.observation_prediction_size())

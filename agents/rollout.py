@@ -18,6 +18,9 @@ class Rollout:
 
     Attributes:
         obs: observations fed to the policy, ``(T, N, obs_dim)``.
+        next_obs: the observation that step t led to, ``(T, N, obs_dim)``: obs[t + 1], and at
+            the rollout's last step the first observation of the next rollout. After a
+            trial's last step it is the first observation of the next trial.
         hidden_in: recurrent state before the reset of step t, ``(T, N, state_size)``. The replay
             starts each sequence from this state and applies the same stored reset.
         trial_start: ``(T, N)`` bool, obs[t] is the first observation of a trial.
@@ -36,6 +39,7 @@ class Rollout:
     """
 
     obs: torch.Tensor
+    next_obs: torch.Tensor
     hidden_in: torch.Tensor
     trial_start: torch.Tensor
     actions: torch.Tensor
@@ -187,6 +191,7 @@ class RolloutCollector:
         next_values = torch.where(truncated, torch.stack(next_values), following)
         return Rollout(
             obs=torch.stack(obs),
+            next_obs=torch.stack([r.obs for r in results]),
             hidden_in=torch.stack(hidden_in),
             trial_start=torch.stack(trial_start),
             actions=torch.stack(actions),

@@ -87,6 +87,12 @@ class TrialPPOConfig:
     memory. The loss trains the recurrent state to keep what the trial has shown about
     rewards. 0 leaves the predictor out. The error is in raw reward units, so a weight that
     suits rewards of about 1 is too large for rewards in the hundreds."""
+    observation_prediction_coef: float = 0.0
+    """Weight of an auxiliary loss: the squared error, summed over the observation's entries,
+    of a small network that predicts the next base observation from the same features and
+    action. In a maze the squares that a step brings into view were seen before whenever the
+    trial has been there, so the loss trains the recurrent state to keep the layout. Steps
+    that end a trial are left out. 0 leaves the predictor out."""
 
     @property
     def rollout_size(self) -> int:
@@ -113,12 +119,13 @@ class TrialPPOConfig:
             value = getattr(self, name)
             if not value >= 0 or not np.isfinite(value):
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-        value = self.reward_prediction_coef
-        if not value >= 0 or not np.isfinite(value):
-            raise ValueError(
-                f"reward_prediction_coef must be a non-negative finite number, got {value!r}; "
-                "use 0 to train without the reward predictor"
-            )
+        for what in ("reward", "observation"):
+            value = getattr(self, f"{what}_prediction_coef")
+            if not value >= 0 or not np.isfinite(value):
+                raise ValueError(
+                    f"{what}_prediction_coef must be a non-negative finite number, got "
+                    f"{value!r}; use 0 to train without the {what} predictor"
+                )
         if self.lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
         length = self.resolved_sequence_length()
@@ -151,6 +158,7 @@ class TrialPPOConfig:
             max_grad_norm=self.max_grad_norm,
             normalize_advantages=self.normalize_advantages,
             reward_prediction_coef=self.reward_prediction_coef,
+            observation_prediction_coef=self.observation_prediction_coef,
         )
 
 
@@ -199,6 +207,7 @@ class TrialAgent:
 
         probe = distribution.make_batched_env(1)
         self.action_space = probe.action_space
+        self.base_observation_dim = probe.observation_dim
         self.observation_dim = trial_observation_dim(probe.observation_dim, self.action_space)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.streams.init)
@@ -211,6 +220,10 @@ class TrialAgent:
     def build_policy(self, observation_dim: int, action_space) -> torch.nn.Module:
         """Build the policy network (on the CPU; the caller moves it to the device)."""
         raise NotImplementedError
+
+    def observation_prediction_size(self) -> int:
+        """Return the width the observation predictor predicts, 0 when the agent has none."""
+        return self.base_observation_dim if self.config.observation_prediction_coef > 0 else 0
 
     # ----------------------------------------------------------------------------- training
 

@@ -10,7 +10,15 @@ import torch
 from agents import RL2, RL2Config, compute_gae, reset_recurrent_state, resolve_device
 from agents.gae import compute_gae as gae_function
 from agents.networks import RecurrentActorCritic
-from agents.ppo import PPOSettings, evaluate_sequences, ppo_loss, ppo_update, split_sequences
+from agents.ppo import (
+    PPOSettings,
+    SequenceBatch,
+    evaluate_sequences,
+    observation_prediction_loss,
+    ppo_loss,
+    ppo_update,
+    split_sequences,
+)
 from agents.seeding import SeedStreams
 from envs import BanditDistribution, BatchedBanditEnv, NonFiniteError, make_distribution
 
@@ -403,6 +411,112 @@ def test_reward_predictor_saved_and_loaded(tmp_path):
     agent.learn(total_timesteps=96)
     loaded = RL2.load(agent.save(tmp_path / "model.pt"))
     assert loaded.config.reward_prediction_coef == 1.0
+    for key, value in agent.policy.state_dict().items():
+        assert torch.equal(value, loaded.policy.state_dict()[key]), key
+
+
+# --------------------------------------------------------------------------- observation prediction
+
+
+def short_mdp_distribution():
+    # Trials of 2 episodes of 2 steps: a rollout of 6 steps crosses a trial boundary.
+    return make_distribution("mdp-s3-a2-n2", horizon=2, num_train_tasks=50, num_test_tasks=10)
+
+
+def test_rollout_next_obs_is_the_observation_each_step_led_to():
+    agent = RL2(short_mdp_distribution(), tiny_config(num_envs=2, num_steps=6, minibatch_size=12),
+                "cpu", seed=0)
+    collector = agent._ensure_collector()
+    rollout, _ = collector.collect(agent.policy, 6)
+    assert torch.equal(rollout.next_obs[:-1], rollout.obs[1:])
+    assert torch.equal(rollout.next_obs[-1], collector.obs)
+    # Step 3 ends each env's first trial; the observation it led to starts the next trial.
+    assert rollout.done[3].all() and rollout.trial_start[4].all()
+    assert torch.equal(rollout.next_obs[3], rollout.obs[4])
+
+
+def test_observation_prediction_loss_by_hand():
+    net = RecurrentActorCritic(7, gym.spaces.Discrete(2), hidden_size=4,
+                               observation_prediction_size=2)
+    first, _, last = net.observation_predictor
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.5, 0.0]))
+    # 3 steps of 1 sequence; the trial observation is the 2 base entries and 5 more.
+    next_obs = torch.zeros(3, 1, 7)
+    next_obs[0, 0, :2] = torch.tensor([1.0, 0.0])
+    next_obs[1, 0, :2] = torch.tensor([0.0, 1.0])
+    next_obs[2, 0, :2] = torch.tensor([9.0, 9.0])
+    next_obs[:, 0, 2:] = 3.0  # beyond the base observation: not a target
+    zeros = torch.zeros(3, 1)
+    batch = SequenceBatch(
+        obs=torch.zeros(3, 1, 7), next_obs=next_obs, hidden_start=torch.zeros(1, 4),
+        trial_start=zeros.bool(), trial_end=torch.tensor([[False], [False], [True]]),
+        actions=zeros.long(), log_probs=zeros, values=zeros, advantages=zeros, returns=zeros,
+        rewards=zeros,
+    )
+    # Step 0: (0.5 - 1)^2 + 0^2 = 0.25; step 1: 0.5^2 + (0 - 1)^2 = 1.25; step 2 ends the
+    # trial and is left out. Mean over the two kept steps: 0.75.
+    loss = observation_prediction_loss(net, torch.randn(3, 1, 4), batch)
+    assert float(loss.detach()) == pytest.approx(0.75)
+
+
+def assert_observation_loss_matches_hand_error(agent) -> set[str]:
+    """Check the logged loss of one update against the untrained predictor's error.
+
+    The agent's config must make one epoch over one minibatch that is the whole rollout.
+    Returns the names of the changed weights.
+    """
+    rollout = collect_one_rollout(agent)
+    width = agent.base_observation_dim
+    with torch.no_grad():
+        _, _, _, features = agent.policy.unroll_features(
+            rollout.obs, rollout.hidden_in[0], rollout.trial_start
+        )
+        predicted = agent.policy.observation_predictor(features, rollout.actions)
+    errors = [
+        float((predicted[t, i] - rollout.next_obs[t, i, :width]).pow(2).sum())
+        for t in range(rollout.num_steps) for i in range(rollout.num_envs)
+        if not rollout.done[t, i]
+    ]
+    assert 0 < len(errors) < rollout.num_steps * rollout.num_envs
+    before = {key: value.clone() for key, value in agent.policy.state_dict().items()}
+    stats = ppo_update(agent.policy, agent.optimizer, rollout, agent.config.ppo_settings(), None)
+    assert float(stats["observation_prediction_loss"]) == pytest.approx(np.mean(errors), rel=1e-5)
+    changed = {key for key, value in agent.policy.state_dict().items()
+               if not torch.equal(value, before[key])}
+    assert "observation_predictor.0.weight" in changed
+    return changed
+
+
+def test_observation_prediction_loss_matches_hand_error():
+    config = tiny_config(num_envs=3, num_steps=6, minibatch_size=18, num_epochs=1,
+                         observation_prediction_coef=0.5)
+    agent = RL2(short_mdp_distribution(), config, "cpu", seed=3)
+    assert agent.policy.observation_predictor[-1].out_features == 3  # the one-hot MDP state
+    changed = assert_observation_loss_matches_hand_error(agent)
+    assert "gru.weight_hh_l0" in changed
+
+
+def test_no_observation_predictor_without_its_weight():
+    agent = RL2(small_distribution(), tiny_config(), "cpu", seed=0)
+    assert agent.policy.observation_predictor is None
+    with pytest.raises(ValueError, match="has no observation predictor"):
+        observation_prediction_loss(agent.policy, torch.zeros(1, 1, 16), None)
+
+
+def test_observation_prediction_coef_must_be_non_negative():
+    with pytest.raises(ValueError, match="observation_prediction_coef must be a non-negative"):
+        RL2(small_distribution(), tiny_config(observation_prediction_coef=-1.0), "cpu")
+
+
+def test_observation_predictor_saved_and_loaded(tmp_path):
+    config = tiny_config(observation_prediction_coef=0.1, reward_prediction_coef=1.0)
+    agent = RL2(small_distribution(), config, "cpu", seed=0)
+    agent.learn(total_timesteps=96)
+    loaded = RL2.load(agent.save(tmp_path / "model.pt"))
+    assert loaded.config.observation_prediction_coef == 0.1
+    assert "observation_predictor.2.bias" in loaded.policy.state_dict()
     for key, value in agent.policy.state_dict().items():
         assert torch.equal(value, loaded.policy.state_dict()[key]), key
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 from test_agents import (
+    assert_observation_loss_matches_hand_error,
     assert_replay_matches_rollout,
     assert_reward_loss_matches_hand_error,
     collect_one_rollout,
+    short_mdp_distribution,
 )
 
 from agents import MemoryAgent, MemoryConfig, load_agent, reset_recurrent_state
@@ -225,6 +227,28 @@ def test_memory_reward_predictor_saved_and_loaded(tmp_path):
     agent.learn(agent.config.rollout_size)
     _, loaded = load_agent(agent.save(tmp_path / "model.pt"), device="cpu")
     assert loaded.config.reward_prediction_coef == 1.0
+    for key, value in agent.policy.state_dict().items():
+        assert torch.equal(value, loaded.policy.state_dict()[key]), key
+
+
+def test_memory_observation_prediction_loss_matches_hand_error():
+    config = tiny_config(num_envs=3, num_steps=6, minibatch_size=18, num_epochs=1,
+                         observation_prediction_coef=0.5)
+    agent = MemoryAgent(short_mdp_distribution(), config, "cpu", seed=3)
+    # The predictor reads the heads' input and the one-hot action, and predicts the state.
+    first, _, last = agent.policy.observation_predictor
+    assert (first.in_features, last.out_features) == (16 + 3 + 2, 3)
+    changed = assert_observation_loss_matches_hand_error(agent)
+    assert "controller.weight_hh" in changed
+    assert "interface.weight" in changed
+
+
+def test_memory_observation_predictor_saved_and_loaded(tmp_path):
+    agent = MemoryAgent(short_mdp_distribution(), tiny_config(observation_prediction_coef=0.1),
+                        "cpu", seed=0)
+    agent.learn(agent.config.rollout_size)
+    _, loaded = load_agent(agent.save(tmp_path / "model.pt"), device="cpu")
+    assert loaded.config.observation_prediction_coef == 0.1
     for key, value in agent.policy.state_dict().items():
         assert torch.equal(value, loaded.policy.state_dict()[key]), key
 
