@@ -108,16 +108,16 @@ class OutcomePredictor(nn.Sequential):
         return super().forward(torch.cat([features, actions], dim=-1))
 
     @staticmethod
-    def require(predictor: OutcomePredictor | None, what: str) -> OutcomePredictor:
+    def require(predictor: OutcomePredictor | None, target: str) -> OutcomePredictor:
         """Return ``predictor``, or raise ValueError when the network was built without one.
 
         Args:
-            what: ``"reward"`` or ``"observation"``, the predictor's name in the message.
+            target: ``"reward"`` or ``"observation"``, what the predictor predicts.
         """
         if predictor is None:
             raise ValueError(
-                f"this network has no {what} predictor; the agents build it when "
-                f"{what}_prediction_coef is positive"
+                f"this network has no {target} predictor; the agents build it when "
+                f"{target}_prediction_coef is positive"
             )
         return predictor
 

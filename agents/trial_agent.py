@@ -119,12 +119,12 @@ class TrialPPOConfig:
             value = getattr(self, name)
             if not value >= 0 or not np.isfinite(value):
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-        for what in ("reward", "observation"):
-            value = getattr(self, f"{what}_prediction_coef")
+        for target in ("reward", "observation"):
+            value = getattr(self, f"{target}_prediction_coef")
             if not value >= 0 or not np.isfinite(value):
                 raise ValueError(
-                    f"{what}_prediction_coef must be a non-negative finite number, got "
-                    f"{value!r}; use 0 to train without the {what} predictor"
+                    f"{target}_prediction_coef must be a non-negative finite number, got "
+                    f"{value!r}; use 0 to train without the {target} predictor"
                 )
         if self.lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")

@@ -423,7 +423,7 @@ def short_mdp_distribution():
     return make_distribution("mdp-s3-a2-n2", horizon=2, num_train_tasks=50, num_test_tasks=10)
 
 
-def test_rollout_next_obs_is_the_observation_each_step_led_to():
+def test_rollout_next_obs_shifts_obs():
     agent = RL2(short_mdp_distribution(), tiny_config(num_envs=2, num_steps=6, minibatch_size=12),
                 "cpu", seed=0)
     collector = agent._ensure_collector()
@@ -431,7 +431,8 @@ def test_rollout_next_obs_is_the_observation_each_step_led_to():
     assert torch.equal(rollout.next_obs[:-1], rollout.obs[1:])
     assert torch.equal(rollout.next_obs[-1], collector.obs)
     # Step 3 ends each env's first trial; the observation it led to starts the next trial.
-    assert rollout.done[3].all() and rollout.trial_start[4].all()
+    assert rollout.done[3].all()
+    assert rollout.trial_start[4].all()
     assert torch.equal(rollout.next_obs[3], rollout.obs[4])
 
 
