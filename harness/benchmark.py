@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import tyro
 
 from agents.device import resolve_device
 from agents.maml import MAMLConfig
@@ -47,6 +46,7 @@ from envs.tasks import Task, TaskDistribution
 from envs.trial import TrialWrapper
 from harness.config import TrainConfig
 from harness.evaluation import summarize
+from harness.flags import parse_flags
 from harness.run import software_versions, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -988,7 +988,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     """Parse the benchmark flags, run it, and print the table or JSON to stdout."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    config = tyro.cli(BenchmarkConfig, args=argv)
+    config = parse_flags(BenchmarkConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if config.maml:

@@ -14,6 +14,7 @@ import torch
 import tyro
 
 from harness.config import TrainConfig
+from harness.flags import parse_flags
 
 
 def _configure_logging() -> None:
@@ -27,7 +28,7 @@ def train_main(argv: list[str] | None = None) -> int:
     from harness.training import train
 
     argv = sys.argv[1:] if argv is None else argv
-    config = tyro.cli(TrainConfig, args=argv)
+    config = parse_flags(TrainConfig, argv)
     _configure_logging()
     try:
         result = train(config, explicit_settings=given_settings(argv, config))
@@ -129,7 +130,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from harness.evaluation import evaluate, format_table
     from harness.run import CONFIG_FILE, MODEL_FILE, RunDirectory
 
-    config = tyro.cli(EvaluateConfig, args=argv)
+    config = parse_flags(EvaluateConfig, argv)
     _configure_logging()
     path = config.path
     try:

@@ -55,8 +55,8 @@ class TrainConfig:
     device: str = "auto"
     """auto (GPU when CUDA is available), cpu, or cuda (fails when CUDA is not available)."""
     run_name: str | None = None
-    """Name of the run folder under --runs-dir; default {agent}-{env}-seed{seed}, with each
-    --env-kwargs item added before the seed (window=3 adds -window3)."""
+    """Name of the run folder under --runs-dir; default {agent}-{env}-seed{seed}, with each item
+    of --env-kwargs added before the seed (window=3 adds -window3)."""
     runs_dir: Path = Path("runs")
     """Folder that contains the run folders."""
     resume: bool = False

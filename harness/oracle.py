@@ -36,7 +36,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import tyro
 
 from agents.device import resolve_device
 from agents.references.locomotion import oracle_record_name
@@ -47,6 +46,7 @@ from envs.tasks import TaskDistribution
 from envs.vector import usable_cpu_count
 from harness.config import TrainConfig
 from harness.evaluation import summarize
+from harness.flags import parse_flags
 from harness.run import write_json_atomic
 from harness.training import StopRequest, python_command
 
@@ -633,7 +633,7 @@ def train_oracle(config: OracleConfig, command: str = "") -> OracleResult:
 
 def oracle_main(argv: list[str] | None = None) -> int:
     """Parse the flags of ``scripts/train_oracle.py``, train, evaluate and print the result."""
-    config = tyro.cli(OracleConfig, args=argv)
+    config = parse_flags(OracleConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     arguments = sys.argv[1:] if argv is None else list(argv)
     command = _command_line(arguments)

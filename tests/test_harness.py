@@ -153,6 +153,17 @@ def test_evaluate_script_keeps_the_run_record(tmp_path, capsys):
     assert json.loads((run / "evaluation.json").read_text()) == json.loads(record)
 
 
+def test_help_joins_docstring_lines(monkeypatch, capsys):
+    # Wide enough that the help's own wrapping keeps each sentence on one line.
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    out = capsys.readouterr().out
+    # The field docstring breaks its source line after "raw rewards)."
+    assert "(metrics report raw rewards). Long trials have returns in the tens;" in out
+    assert "with each item of --env-kwargs added before the seed" in out
+
+
 def test_evaluate_script_names_a_missing_path(tmp_path, capsys):
     assert evaluate_main([str(tmp_path / "no-such-run")]) == 2
     assert "no-such-run does not exist; pass a run folder or a model file" in capsys.readouterr().err

@@ -7,9 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
-
 from harness.comparison.config import ComparisonConfig, EnvSettings, parse_seeds
+from harness.flags import parse_flags
 
 
 @dataclass
@@ -93,7 +92,7 @@ def compare_main(argv: list[str] | None = None) -> int:
     """Run a comparison; exit 0 when every cell finished, 1 when any failed, 2 on bad input."""
     from harness.comparison.grid import run_comparison
 
-    args = tyro.cli(CompareArgs, args=argv)
+    args = parse_flags(CompareArgs, argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = build_config(args)
