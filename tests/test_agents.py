@@ -384,14 +384,19 @@ def assert_reward_loss_matches_hand_error(agent) -> set[str]:
         predicted = agent.policy.predict_rewards(features, rollout.actions)
     # The reward at step t follows action t: both are stored at index t.
     expected = (predicted - rollout.rewards).pow(2).mean()
-    before = {key: value.clone() for key, value in agent.policy.state_dict().items()}
-    settings = agent.config.ppo_settings()
-    stats = ppo_update(agent.policy, agent.optimizer, rollout, settings, None)
+    stats, changed = update_once(agent, rollout)
     assert float(stats["reward_prediction_loss"]) == pytest.approx(float(expected), rel=1e-5)
-    changed = {key for key, value in agent.policy.state_dict().items()
-               if not torch.equal(value, before[key])}
     assert "reward_predictor.0.weight" in changed
     return changed
+
+
+def update_once(agent, rollout) -> tuple[dict, set[str]]:
+    """Run one PPO update on ``rollout``; return its statistics and the changed weights' names."""
+    before = {key: value.clone() for key, value in agent.policy.state_dict().items()}
+    stats = ppo_update(agent.policy, agent.optimizer, rollout, agent.config.ppo_settings(), None)
+    changed = {key for key, value in agent.policy.state_dict().items()
+               if not torch.equal(value, before[key])}
+    return stats, changed
 
 
 def test_reward_prediction_loss_matches_hand_error():
@@ -481,11 +486,8 @@ def assert_observation_loss_matches_hand_error(agent) -> set[str]:
         if not rollout.done[t, i]
     ]
     assert 0 < len(errors) < rollout.num_steps * rollout.num_envs
-    before = {key: value.clone() for key, value in agent.policy.state_dict().items()}
-    stats = ppo_update(agent.policy, agent.optimizer, rollout, agent.config.ppo_settings(), None)
+    stats, changed = update_once(agent, rollout)
     assert float(stats["observation_prediction_loss"]) == pytest.approx(np.mean(errors), rel=1e-5)
-    changed = {key for key, value in agent.policy.state_dict().items()
-               if not torch.equal(value, before[key])}
     assert "observation_predictor.0.weight" in changed
     return changed
 
