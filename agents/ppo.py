@@ -32,7 +32,7 @@ class SequenceBatch:
     """Rollout steps regrouped as sequences: time-major ``(sequence_length, num_sequences, ...)``."""
 
     obs: torch.Tensor
-    next_obs: torch.Tensor
+    following_obs: torch.Tensor  # (num_sequences, obs_dim): the observation after each sequence
     hidden_start: torch.Tensor  # (num_sequences, state_size): hidden_in at each sequence's first step
     trial_start: torch.Tensor
     trial_end: torch.Tensor
@@ -43,10 +43,15 @@ class SequenceBatch:
     returns: torch.Tensor
     rewards: torch.Tensor
 
+    @property
+    def next_obs(self) -> torch.Tensor:
+        """Return the observation that each step led to, ``(sequence_length, num_sequences, obs_dim)``."""
+        return torch.cat([self.obs[1:], self.following_obs[None]])
+
     def select(self, index: torch.Tensor) -> SequenceBatch:
         return SequenceBatch(
             obs=self.obs[:, index],
-            next_obs=self.next_obs[:, index],
+            following_obs=self.following_obs[index],
             hidden_start=self.hidden_start[index],
             trial_start=self.trial_start[:, index],
             trial_end=self.trial_end[:, index],
@@ -75,9 +80,11 @@ def split_sequences(rollout: Rollout, sequence_length: int) -> SequenceBatch:
         return x.transpose(0, 1).reshape(sequence_length, blocks * n, *x.shape[3:])
 
     hidden_start = rollout.hidden_in[::sequence_length].reshape(blocks * n, -1)
+    # The observation after block b is block b + 1's first, or the rollout's last_obs.
+    following_obs = torch.cat([rollout.obs[sequence_length::sequence_length], rollout.last_obs[None]])
     return SequenceBatch(
         obs=regroup(rollout.obs),
-        next_obs=regroup(rollout.next_obs),
+        following_obs=following_obs.reshape(blocks * n, -1),
         hidden_start=hidden_start,
         trial_start=regroup(rollout.trial_start),
         trial_end=regroup(rollout.done),

@@ -18,9 +18,8 @@ class Rollout:
 
     Attributes:
         obs: observations fed to the policy, ``(T, N, obs_dim)``.
-        next_obs: the observation that step t led to, ``(T, N, obs_dim)``: obs[t + 1], and at
-            the rollout's last step the first observation of the next rollout. After a
-            trial's last step it is the first observation of the next trial.
+        last_obs: the observation that the rollout's last step led to, ``(N, obs_dim)``, the
+            first observation of the next rollout.
         hidden_in: recurrent state before the reset of step t, ``(T, N, state_size)``. The replay
             starts each sequence from this state and applies the same stored reset.
         trial_start: ``(T, N)`` bool, obs[t] is the first observation of a trial.
@@ -39,7 +38,7 @@ class Rollout:
     """
 
     obs: torch.Tensor
-    next_obs: torch.Tensor
+    last_obs: torch.Tensor
     hidden_in: torch.Tensor
     trial_start: torch.Tensor
     actions: torch.Tensor
@@ -54,6 +53,14 @@ class Rollout:
     task_index: torch.Tensor
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+
+    @property
+    def next_obs(self) -> torch.Tensor:
+        """Return the observation that each step led to, ``(T, N, obs_dim)``: obs[t + 1].
+
+        After a trial's last step it is the first observation of the next trial.
+        """
+        return torch.cat([self.obs[1:], self.last_obs[None]])
 
     @property
     def num_steps(self) -> int:
@@ -191,7 +198,7 @@ class RolloutCollector:
         next_values = torch.where(truncated, torch.stack(next_values), following)
         return Rollout(
             obs=torch.stack(obs),
-            next_obs=torch.stack([r.obs for r in results]),
+            last_obs=results[-1].obs,
             hidden_in=torch.stack(hidden_in),
             trial_start=torch.stack(trial_start),
             actions=torch.stack(actions),

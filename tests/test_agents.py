@@ -439,6 +439,11 @@ def test_rollout_next_obs_shifts_obs():
     assert rollout.done[3].all()
     assert rollout.trial_start[4].all()
     assert torch.equal(rollout.next_obs[3], rollout.obs[4])
+    # Sequences of 3 steps: the first sequence's last step led to the second's first.
+    rollout.advantages = rollout.returns = torch.zeros_like(rollout.rewards)
+    batch = split_sequences(rollout, 3)
+    assert torch.equal(batch.next_obs[:, :2], rollout.next_obs[:3])
+    assert torch.equal(batch.next_obs[:, 2:], rollout.next_obs[3:])
 
 
 def test_observation_prediction_loss_by_hand():
@@ -454,13 +459,16 @@ def test_observation_prediction_loss_by_hand():
     next_obs[1, 0, :2] = torch.tensor([0.0, 1.0])
     next_obs[2, 0, :2] = torch.tensor([9.0, 9.0])
     next_obs[:, 0, 2:] = 3.0  # beyond the base observation: not a target
+    # Each step's next observation is the following step's, and the last one's is stored apart.
+    obs = torch.cat([torch.zeros(1, 1, 7), next_obs[:2]])
     zeros = torch.zeros(3, 1)
     batch = SequenceBatch(
-        obs=torch.zeros(3, 1, 7), next_obs=next_obs, hidden_start=torch.zeros(1, 4),
+        obs=obs, following_obs=next_obs[2], hidden_start=torch.zeros(1, 4),
         trial_start=zeros.bool(), trial_end=torch.tensor([[False], [False], [True]]),
         actions=zeros.long(), log_probs=zeros, values=zeros, advantages=zeros, returns=zeros,
         rewards=zeros,
     )
+    assert torch.equal(batch.next_obs, next_obs)
     # Step 0: (0.5 - 1)^2 + 0^2 = 0.25; step 1: 0.5^2 + (0 - 1)^2 = 1.25; step 2 ends the
     # trial and is left out. Mean over the two kept steps: 0.75.
     loss = observation_prediction_loss(net, torch.randn(3, 1, 4), batch)
