@@ -242,6 +242,15 @@ class TrialAgent:
         if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 1:
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
         self.total_timesteps = int(total_timesteps)
+        rollout_size = self.config.rollout_size
+        remaining = self.total_timesteps - self.num_timesteps
+        if remaining > 0 and remaining % rollout_size:
+            final_timesteps = self.num_timesteps + -(-remaining // rollout_size) * rollout_size
+            logger.info(
+                "total_timesteps %d is not a whole number of rollouts of %d env steps (num_envs x "
+                "num_steps); training stops after %d env steps",
+                self.total_timesteps, rollout_size, final_timesteps,
+            )
         collector = self._ensure_collector()
         settings = self.config.ppo_settings()
         while self.num_timesteps < self.total_timesteps:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -294,6 +296,22 @@ def test_learn_rejects_non_positive_budget():
     agent = RL2(small_distribution(), tiny_config(), "cpu")
     with pytest.raises(ValueError, match="total_timesteps must be a positive integer, got 0"):
         agent.learn(0)
+
+
+def test_learn_logs_budget_rounded_up(caplog):
+    agent = RL2(small_distribution(), tiny_config(), "cpu")
+    rollout_size = agent.config.rollout_size
+    with caplog.at_level(logging.INFO, logger="agents.trial_agent"):
+        agent.learn(rollout_size + 1)
+    assert agent.num_timesteps == 2 * rollout_size
+    assert f"training stops after {2 * rollout_size} env steps" in caplog.text
+
+
+def test_learn_whole_rollouts_log_nothing(caplog):
+    agent = RL2(small_distribution(), tiny_config(), "cpu")
+    with caplog.at_level(logging.INFO, logger="agents.trial_agent"):
+        agent.learn(agent.config.rollout_size)
+    assert "whole number of rollouts" not in caplog.text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
