@@ -66,4 +66,5 @@ class MemoryAgent(TrialAgent):
             usage_decay=config.usage_decay,
             reward_prediction=config.reward_prediction_coef > 0,
             observation_prediction_size=self.observation_prediction_size(),
+            position_prediction_size=self.position_prediction_size(),
         )

@@ -162,7 +162,9 @@ class MemoryActorCritic(nn.Module):
     taken, and predicts the reward that follows (:meth:`predict_rewards`). Its loss is an
     auxiliary objective of the PPO update, and the policy never reads the prediction. With
     ``observation_prediction_size`` another one predicts the next observation from the same
-    inputs (:func:`agents.ppo.observation_prediction_loss`).
+    inputs (:func:`agents.ppo.observation_prediction_loss`), and with
+    ``position_prediction_size`` a third predicts where the step leaves the agent
+    (:func:`agents.ppo.position_prediction_loss`).
 
     Args:
         observation_dim: width of the trial observation.
@@ -176,6 +178,8 @@ class MemoryActorCritic(nn.Module):
         reward_prediction: add the reward predictor.
         observation_prediction_size: width of the next observation that the observation
             predictor predicts, the base observation's width; 0 leaves it out.
+        position_prediction_size: width of the env's displacement that the position
+            predictor predicts; 0 leaves it out.
     """
 
     def __init__(
@@ -190,6 +194,7 @@ class MemoryActorCritic(nn.Module):
         usage_decay: float = 0.95,
         reward_prediction: bool = False,
         observation_prediction_size: int = 0,
+        position_prediction_size: int = 0,
     ):
         super().__init__()
         check_memory_shape(hidden_size, controller, num_slots, width, num_reads, usage_decay)
@@ -219,6 +224,11 @@ class MemoryActorCritic(nn.Module):
             OutcomePredictor(hidden_size + read_size, action_space, hidden_size,
                              observation_prediction_size)
             if observation_prediction_size else None
+        )
+        self.position_predictor = (
+            OutcomePredictor(hidden_size + read_size, action_space, hidden_size,
+                             position_prediction_size)
+            if position_prediction_size else None
         )
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:

@@ -112,7 +112,7 @@ class OutcomePredictor(nn.Sequential):
         """Return ``predictor``, or raise ValueError when the network was built without one.
 
         Args:
-            target: ``"reward"`` or ``"observation"``, what the predictor predicts.
+            target: ``"reward"``, ``"observation"`` or ``"position"``, what it predicts.
         """
         if predictor is None:
             raise ValueError(
@@ -156,7 +156,9 @@ class RecurrentActorCritic(nn.Module):
     auxiliary objective of the PPO update and trains the GRU to keep what the trial has
     shown about rewards. The policy never reads the prediction. With
     ``observation_prediction_size`` another one predicts the next observation from the same
-    inputs (:func:`agents.ppo.observation_prediction_loss`).
+    inputs (:func:`agents.ppo.observation_prediction_loss`), and with
+    ``position_prediction_size`` a third predicts where the step leaves the agent
+    (:func:`agents.ppo.position_prediction_loss`).
 
     Args:
         observation_dim: width of the trial observation.
@@ -166,6 +168,8 @@ class RecurrentActorCritic(nn.Module):
         reward_prediction: add the reward predictor.
         observation_prediction_size: width of the next observation that the observation
             predictor predicts, the base observation's width; 0 leaves it out.
+        position_prediction_size: width of the env's displacement that the position
+            predictor predicts; 0 leaves it out.
     """
 
     def __init__(
@@ -176,6 +180,7 @@ class RecurrentActorCritic(nn.Module):
         separate_critic: bool = False,
         reward_prediction: bool = False,
         observation_prediction_size: int = 0,
+        position_prediction_size: int = 0,
     ):
         super().__init__()
         self.head = make_policy_head(action_space, hidden_size)
@@ -199,6 +204,10 @@ class RecurrentActorCritic(nn.Module):
         self.observation_predictor = (
             OutcomePredictor(hidden_size, action_space, hidden_size, observation_prediction_size)
             if observation_prediction_size else None
+        )
+        self.position_predictor = (
+            OutcomePredictor(hidden_size, action_space, hidden_size, position_prediction_size)
+            if position_prediction_size else None
         )
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:

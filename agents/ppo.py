@@ -25,6 +25,7 @@ class PPOSettings:
     normalize_advantages: bool
     reward_prediction_coef: float = 0.0
     observation_prediction_coef: float = 0.0
+    position_prediction_coef: float = 0.0
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SequenceBatch:
     advantages: torch.Tensor
     returns: torch.Tensor
     rewards: torch.Tensor
+    displacements: torch.Tensor | None = None  # (sequence_length, num_sequences, k) or None
 
     @property
     def next_obs(self) -> torch.Tensor:
@@ -61,6 +63,7 @@ class SequenceBatch:
             advantages=self.advantages[:, index],
             returns=self.returns[:, index],
             rewards=self.rewards[:, index],
+            displacements=None if self.displacements is None else self.displacements[:, index],
         )
 
 
@@ -94,6 +97,7 @@ def split_sequences(rollout: Rollout, sequence_length: int) -> SequenceBatch:
         advantages=regroup(rollout.advantages),
         returns=regroup(rollout.returns),
         rewards=regroup(rollout.rewards),
+        displacements=None if rollout.displacements is None else regroup(rollout.displacements),
     )
 
 
@@ -149,6 +153,27 @@ def observation_prediction_loss(
     return (error * keep).sum() / keep.sum().clamp(min=1.0)
 
 
+def position_prediction_loss(
+    policy: RecurrentActorCritic, features: torch.Tensor, batch: SequenceBatch
+) -> torch.Tensor:
+    """Return the squared error of the policy's predictions of where each step leaves it.
+
+    The target is the env's displacement from the episode's start after the step, before any
+    reset (:meth:`envs.batched.BatchedEnv.displacement`). The error is summed over its
+    entries and averaged over steps. Unlike the next observation, which the current window
+    mostly shows, the displacement can only come from the trial's history: the policy has to
+    integrate its own moves.
+    """
+    predictor = OutcomePredictor.require(policy.position_predictor, "position")
+    if batch.displacements is None:
+        raise ValueError(
+            "the rollout has no displacements to predict: its environment reports no positions. "
+            "Set position_prediction_coef to 0 for this environment."
+        )
+    predicted = predictor(features, batch.actions)
+    return (predicted - batch.displacements).pow(2).sum(-1).mean()
+
+
 def ppo_loss(
     new_log_probs: torch.Tensor,
     old_log_probs: torch.Tensor,
@@ -200,13 +225,14 @@ def ppo_update(
     count = 0
     predict_rewards = settings.reward_prediction_coef > 0
     predict_observations = settings.observation_prediction_coef > 0
+    predict_positions = settings.position_prediction_coef > 0
+    with_features = predict_rewards or predict_observations or predict_positions
     for _ in range(settings.num_epochs):
         order = torch.randperm(num_sequences, device=batch.obs.device, generator=generator)
         for start in range(0, num_sequences, per_minibatch):
             minibatch = batch.select(order[start:start + per_minibatch])
             new_log_probs, new_values, entropy, *features = evaluate_sequences(
-                policy, minibatch, with_features=predict_rewards or predict_observations
-            )
+                policy, minibatch, with_features=with_features)
             loss, stats = ppo_loss(
                 new_log_probs, minibatch.log_probs, minibatch.advantages, new_values,
                 minibatch.returns, entropy, settings,
@@ -219,6 +245,10 @@ def ppo_update(
                 observation_loss = observation_prediction_loss(policy, features[0], minibatch)
                 loss = loss + settings.observation_prediction_coef * observation_loss
                 stats["observation_prediction_loss"] = observation_loss.detach()
+            if predict_positions:
+                position_loss = position_prediction_loss(policy, features[0], minibatch)
+                loss = loss + settings.position_prediction_coef * position_loss
+                stats["position_prediction_loss"] = position_loss.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)

@@ -53,4 +53,5 @@ class RL2(TrialAgent):
         return RecurrentActorCritic(observation_dim, action_space, self.config.hidden_size,
                                     separate_critic=self.config.separate_critic,
                                     reward_prediction=self.config.reward_prediction_coef > 0,
-                                    observation_prediction_size=self.observation_prediction_size())
+                                    observation_prediction_size=self.observation_prediction_size(),
+                                    position_prediction_size=self.position_prediction_size())

@@ -33,6 +33,9 @@ class Rollout:
         episode_index: inner-episode index of step t, ``(T, N)`` int64.
         episode_end: ``(T, N)`` bool, an inner episode ended at step t.
         task_index: index into the env's task set of the task at step t, ``(T, N)`` int64.
+        displacements: where step t left the agent relative to its episode's start,
+            ``(T, N, k)``; None when the env has no positions
+            (:meth:`envs.batched.BatchedEnv.displacement`).
         advantages: filled by GAE, ``(T, N)``.
         returns: value targets, ``(T, N)``.
     """
@@ -51,6 +54,7 @@ class Rollout:
     episode_index: torch.Tensor
     episode_end: torch.Tensor
     task_index: torch.Tensor
+    displacements: torch.Tensor | None = None
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
 
@@ -196,6 +200,8 @@ class RolloutCollector:
         # end, and the final observation's value after a truncation.
         following = torch.cat([values[1:], last_value[None]])
         next_values = torch.where(truncated, torch.stack(next_values), following)
+        displacements = (None if results[0].displacement is None
+                         else torch.stack([r.displacement for r in results]))
         return Rollout(
             obs=torch.stack(obs),
             last_obs=results[-1].obs,
@@ -211,6 +217,7 @@ class RolloutCollector:
             episode_index=torch.stack([r.episode_index for r in results]),
             episode_end=torch.stack([r.episode_end for r in results]),
             task_index=torch.stack(task_index),
+            displacements=displacements,
         )
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -94,6 +94,13 @@ class TrialPPOConfig:
     trial has been there, so predicting them can need memory of the layout. Steps that end a
     trial are left out. 0 leaves the predictor out. On 9x9 mazes a weight of 0.1 made RL²
     reuse less of its first episode (docs/results.md)."""
+    position_prediction_coef: float = 0.0
+    """Weight of an auxiliary loss: the squared error, summed over its entries, of a small
+    network that predicts from the same features and action where the step leaves the agent.
+    The target is the displacement from the episode's start (in mazes, rows and columns over
+    the maze size). The policy never observes its position, so the loss trains the recurrent
+    state to integrate its own moves. Needs an environment that reports positions, such as
+    the maze family. 0 leaves the predictor out."""
 
     @property
     def rollout_size(self) -> int:
@@ -120,7 +127,7 @@ class TrialPPOConfig:
             value = getattr(self, name)
             if not value >= 0 or not np.isfinite(value):
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-        for target in ("reward", "observation"):
+        for target in ("reward", "observation", "position"):
             value = getattr(self, f"{target}_prediction_coef")
             if not value >= 0 or not np.isfinite(value):
                 raise ValueError(
@@ -160,6 +167,7 @@ class TrialPPOConfig:
             normalize_advantages=self.normalize_advantages,
             reward_prediction_coef=self.reward_prediction_coef,
             observation_prediction_coef=self.observation_prediction_coef,
+            position_prediction_coef=self.position_prediction_coef,
         )
 
 
@@ -210,6 +218,16 @@ class TrialAgent:
         self.action_space = probe.action_space
         self.base_observation_dim = probe.observation_dim
         self.observation_dim = trial_observation_dim(probe.observation_dim, self.action_space)
+        displacement = probe.displacement()
+        # Width of the env's displacement, 0 for families without positions.
+        self.displacement_dim = 0 if displacement is None else int(displacement.shape[-1])
+        if self.config.position_prediction_coef > 0 and not self.displacement_dim:
+            raise ValueError(
+                f"position_prediction_coef {self.config.position_prediction_coef} needs an "
+                f"environment that reports the agent's position, and {distribution.name} does "
+                "not; the maze family does. Set position_prediction_coef to 0 for this "
+                "distribution."
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.streams.init)
             self.policy = self.build_policy(self.observation_dim, self.action_space).to(self.device)
@@ -225,6 +243,10 @@ class TrialAgent:
     def observation_prediction_size(self) -> int:
         """Return the width the observation predictor predicts, 0 when the agent has none."""
         return self.base_observation_dim if self.config.observation_prediction_coef > 0 else 0
+
+    def position_prediction_size(self) -> int:
+        """Return the width the position predictor predicts, 0 when the agent has none."""
+        return self.displacement_dim if self.config.position_prediction_coef > 0 else 0
 
     # ----------------------------------------------------------------------------- training
 

@@ -44,6 +44,17 @@ class BatchedEnv(ABC):
     def step(self, actions: torch.Tensor, noise: torch.Tensor | None = None):
         """Step every env; return ``(obs, reward, terminated, truncated)`` without resetting."""
 
+    def displacement(self) -> torch.Tensor | None:
+        """Return where each agent is relative to its episode's start, or None.
+
+        Families with positions return ``(num_envs, k)`` floats, scaled to about [-1, 1]. The
+        policy never observes it, but a policy that keeps track of its own moves can work it
+        out, so it serves as an auxiliary training target
+        (``TrialPPOConfig.position_prediction_coef``). Families without positions keep this
+        default.
+        """
+        return None
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Return the tensors that resume the envs exactly; families with state override this."""
         return {}
@@ -73,6 +84,9 @@ class TrialStep:
         final_obs: the observation the step led to, before any reset.
         episode_end: an inner episode ended at this step.
         episode_index: inner-episode index the step belonged to, ``(num_envs,)`` int64.
+        displacement: where the step left the agent relative to its episode's start, before
+            any reset, ``(num_envs, k)``; None for families without positions
+            (:meth:`BatchedEnv.displacement`).
     """
 
     obs: torch.Tensor
@@ -82,6 +96,7 @@ class TrialStep:
     final_obs: torch.Tensor
     episode_end: torch.Tensor
     episode_index: torch.Tensor
+    displacement: torch.Tensor | None = None
 
 
 def previous_action_dim(action_space: gym.Space) -> int:
@@ -175,6 +190,7 @@ class BatchedTrialEnv:
     def step(self, actions: torch.Tensor, noise: torch.Tensor | None = None) -> TrialStep:
         """Step every env; envs whose trial ended start a new trial on a newly drawn task."""
         base_obs, reward, base_terminated, base_truncated = self.base.step(actions, noise)
+        displacement = self.base.displacement()
         episode_end = base_terminated | base_truncated
         prev_action = self._encode_action(actions)
         final_obs = self._observe(base_obs, prev_action, reward, episode_end)
@@ -201,6 +217,7 @@ class BatchedTrialEnv:
             final_obs=final_obs,
             episode_end=episode_end,
             episode_index=episode_index,
+            displacement=displacement,
         )
 
     def current_tasks(self) -> list[Task]:

@@ -307,6 +307,13 @@ class BatchedMazeEnv(BatchedEnv):
         rewards = torch.where(terminated, self._goal_step_reward, self._step_reward)
         return self._observe(), rewards, terminated, truncated
 
+    def displacement(self) -> torch.Tensor:
+        """Return rows and columns from each episode's start to the agent over ``size``, ``(num_envs, 2)``."""
+        rows, cols = self._row_col(self.positions)
+        start_rows, start_cols = self._row_col(self._starts)
+        moved = torch.stack([rows - start_rows, cols - start_cols], dim=1)
+        return moved.to(torch.float32) / self.size
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {
             "task_params": self.task_params.clone(),
@@ -334,9 +341,13 @@ class BatchedMazeEnv(BatchedEnv):
         self._starts = self.task_params[:, self.num_squares].long()
         self._goals = self.task_params[:, self.num_squares + 1].long()
 
-    def _to_padded(self, squares: torch.Tensor) -> torch.Tensor:
+    def _row_col(self, squares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split row-major square indices of the ``side x side`` grid into rows and columns."""
         rows = torch.div(squares, self.side, rounding_mode="floor")
-        cols = squares - rows * self.side
+        return rows, squares - rows * self.side
+
+    def _to_padded(self, squares: torch.Tensor) -> torch.Tensor:
+        rows, cols = self._row_col(squares)
         return (rows + self.radius) * self.padded_side + cols + self.radius
 
     def _observe(self) -> torch.Tensor:
