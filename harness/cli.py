@@ -1,4 +1,5 @@
-"""Command-line entry points behind ``scripts/train.py`` and ``scripts/evaluate.py``."""
+"""Command-line entry points behind ``scripts/train.py``, ``scripts/evaluate.py`` and
+``scripts/pool_evaluations.py``."""
 
 from __future__ import annotations
 
@@ -175,6 +176,41 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     RunDirectory(output.parent).write_evaluation(evaluation, output)
     print(format_table(evaluation))
     print(f"\nWrote {output} and the per-task returns in {output.with_suffix('.npz')}")
+    return 0
+
+
+@dataclass
+class PoolConfig:
+    """Pool a run's meta-tests over evaluation seeds and write evaluation-pooled.json.
+
+    Reads the run's evaluation.json and every evaluation-seed*.json that
+    `scripts/evaluate.py RUN --eval-seed K` wrote, with the .npz files beside them. Each
+    task's returns and steps are averaged over the seeds before the statistics over tasks."""
+
+    path: tyro.conf.Positional[Path]
+    """A run folder (runs/<run-name>)."""
+    output: Path | None = None
+    """Output path of the JSON. Default: evaluation-pooled.json in the run folder."""
+
+
+def pool_main(argv: list[str] | None = None) -> int:
+    """Pool a run folder's evaluations over seeds, print the table and write the JSON."""
+    from harness.pooling import POOLED_FILE, format_pooled, pool_evaluations, seed_evaluation_files
+    from harness.run import write_json_atomic
+
+    config = parse_flags(PoolConfig, argv)
+    try:
+        if not config.path.is_dir():
+            raise FileNotFoundError(f"{config.path} is not a folder; pass a run folder, runs/<run-name>")
+        paths = seed_evaluation_files(config.path)
+        pooled = pool_evaluations(paths)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    output = config.output or config.path / POOLED_FILE
+    write_json_atomic(pooled, output)
+    print(format_pooled(pooled))
+    print(f"\nWrote {output} from {', '.join(path.name for path in paths)}")
     return 0
 
 

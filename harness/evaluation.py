@@ -32,6 +32,44 @@ def summarize(values: np.ndarray) -> dict[str, float]:
             "n": n}
 
 
+def step_ratio(lengths: np.ndarray, num_resamples: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Return the mean steps of inner episode 2 over those of episode 1, with a 95% interval.
+
+    It measures how much shorter the second episode in the same maze is, as in the
+    navigation experiment of RL² (Duan et al., 2016). The interval is a percentile bootstrap that resamples
+    tasks, keeping each task's two episodes together, because they are correlated: a maze
+    with a long first episode tends to have a long second one.
+
+    Args:
+        lengths: steps per inner episode, ``(num_tasks, episodes_per_trial)`` with at least
+            two episodes.
+        num_resamples: bootstrap replicates.
+        seed: seed of the resampling generator; the same arguments give the same interval.
+
+    Returns:
+        ``ratio``, ``ci_low``, ``ci_high`` (fractions, not percentages) and ``n``, the tasks.
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if lengths.ndim != 2 or lengths.shape[1] < 2:
+        raise ValueError(
+            f"step_ratio needs steps of at least two inner episodes per task, shape "
+            f"(num_tasks, >= 2), got shape {lengths.shape}"
+        )
+    first, second = lengths[:, 0], lengths[:, 1]
+    n = first.size
+    generator = np.random.default_rng(seed)
+    replicates = np.empty(num_resamples)
+    # Chunks of replicates keep the index array near a million entries.
+    chunk = max(1, 1_000_000 // n)
+    for start in range(0, num_resamples, chunk):
+        count = min(chunk, num_resamples - start)
+        rows = generator.integers(n, size=(count, n))
+        replicates[start:start + count] = second[rows].mean(axis=1) / first[rows].mean(axis=1)
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return {"ratio": float(second.mean() / first.mean()), "ci_low": float(low),
+            "ci_high": float(high), "n": n}
+
+
 def describe_returns(per_episode: np.ndarray, lengths: np.ndarray | None = None) -> dict[str, Any]:
     """Summarize ``(num_tasks, episodes_per_trial)`` inner-episode returns.
 
@@ -148,6 +186,8 @@ def evaluate(
     else:
         result["episodes_per_trial"] = distribution.episodes_per_trial
         result.update(describe_returns(curve, lengths))
+        if lengths is not None and np.shape(lengths)[1] >= 2:
+            result["step_ratio"] = step_ratio(lengths)
     result["references"] = (
         reference_returns(distribution, tasks, seed, per_episode=unit == "adaptation step")
         if references else {}
@@ -202,7 +242,16 @@ def _format_episode_lengths(evaluation: dict[str, Any]) -> list[str]:
         if num_episodes > 1:
             line += f"{curve[1]['mean'] / curve[0]['mean']:>13.1%}"
         lines.append(line)
+    if "step_ratio" in evaluation:
+        lines.append(format_step_ratio(evaluation["agent"], evaluation["step_ratio"]))
     return lines
+
+
+def format_step_ratio(agent: str, ratio: dict[str, float]) -> str:
+    """Render :func:`step_ratio`'s result as one sentence with its interval."""
+    return (f"{agent}: episode 2 takes {ratio['ratio']:.1%} of episode 1's steps, 95% CI "
+            f"[{ratio['ci_low']:.1%}, {ratio['ci_high']:.1%}] (bootstrap over "
+            f"{ratio['n']} tasks)")
 
 
 def _title(evaluation: dict[str, Any]) -> str:
