@@ -96,11 +96,11 @@ class TrialPPOConfig:
     reuse less of its first episode (docs/results.md)."""
     position_prediction_coef: float = 0.0
     """Weight of an auxiliary loss: the squared error, summed over its entries, of a small
-    network that predicts from the same features and action where the step leaves the agent.
-    The target is the displacement from the episode's start (in mazes, rows and columns over
-    the maze size). The policy never observes its position, so the loss trains the recurrent
-    state to integrate its own moves. Needs an environment that reports positions, such as
-    the maze family. 0 leaves the predictor out."""
+    network that predicts from the policy's recurrent features and the action taken where the
+    step leaves the agent. The target is the displacement from the episode's start (in
+    mazes, rows and columns over the maze size). The policy never observes its position, so
+    the loss trains the recurrent state to integrate its own moves. Needs an environment that
+    reports positions, such as the maze family. 0 leaves the predictor out."""
 
     @property
     def rollout_size(self) -> int:
@@ -153,6 +153,16 @@ class TrialPPOConfig:
                 f"num_steps = {self.rollout_size} env steps and be a multiple of sequence_length "
                 f"{length}. For example, use minibatch_size={suggestion} for "
                 f"{self.rollout_size // suggestion} minibatches."
+            )
+
+    def validate_for(self, distribution: TaskDistribution) -> None:
+        """Raise ValueError for a setting that ``distribution``'s batched environment cannot serve."""
+        if self.position_prediction_coef > 0 and distribution.has_batched_env \
+                and distribution.make_batched_env(1).displacement() is None:
+            raise ValueError(
+                f"position_prediction_coef {self.position_prediction_coef} needs an environment "
+                f"that reports the agent's position, and {distribution.name} does not; the maze "
+                "family does. Set position_prediction_coef to 0 for this distribution."
             )
 
     def ppo_settings(self) -> PPOSettings:
@@ -218,16 +228,10 @@ class TrialAgent:
         self.action_space = probe.action_space
         self.base_observation_dim = probe.observation_dim
         self.observation_dim = trial_observation_dim(probe.observation_dim, self.action_space)
+        self.config.validate_for(distribution)
         displacement = probe.displacement()
         # Width of the env's displacement, 0 for families without positions.
         self.displacement_dim = 0 if displacement is None else int(displacement.shape[-1])
-        if self.config.position_prediction_coef > 0 and not self.displacement_dim:
-            raise ValueError(
-                f"position_prediction_coef {self.config.position_prediction_coef} needs an "
-                f"environment that reports the agent's position, and {distribution.name} does "
-                "not; the maze family does. Set position_prediction_coef to 0 for this "
-                "distribution."
-            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.streams.init)
             self.policy = self.build_policy(self.observation_dim, self.action_space).to(self.device)

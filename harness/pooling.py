@@ -46,7 +46,8 @@ def load_evaluation(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if not arrays_path.is_file():
         raise FileNotFoundError(
             f"{arrays_path} does not exist: pooling needs the per-task arrays that "
-            "scripts/evaluate.py writes beside each evaluation JSON"
+            f"scripts/evaluate.py writes beside each evaluation JSON. Evaluate again with the "
+            f"settings recorded in {path.name}, or move {path.name} out of the run folder."
         )
     with arrays_path.open("rb") as file, np.load(file) as arrays:
         return json.loads(path.read_text()), {key: arrays[key] for key in arrays.files}
@@ -124,8 +125,12 @@ def format_pooled(pooled: dict[str, Any]) -> str:
         if "step_ratio" in per_seed:
             line += f"{per_seed['step_ratio'][index]:>13.1%}"
         lines.append(line)
-    lines.append(f"{'pooled':<8}{stats['mean']:>19.3f}  95% CI "
-                 f"[{stats['ci_low']:.3f}, {stats['ci_high']:.3f}]")
+    line = f"{'pooled':<8}{stats['mean']:>19.3f}"
+    if "step_ratio" in pooled:
+        line += f"{pooled['step_ratio']['ratio']:>13.1%}"
+    lines.append(line)
+    lines.append(f"Pooled mean trial return: {stats['mean']:.3f}, 95% CI "
+                 f"[{stats['ci_low']:.3f}, {stats['ci_high']:.3f}] over {pooled['num_tasks']} tasks")
     if "episode_length_curve" in pooled:
         steps = ", ".join(f"{point['mean']:.2f}" for point in pooled["episode_length_curve"][:4])
         lines.append(f"Mean steps per inner episode, pooled: {steps}"

@@ -416,6 +416,9 @@ def test_tracked_run_writes_offline_wandb_files(tmp_path, monkeypatch):
          "--memory.memory-slots must be a positive integer, got 0"),
         (["--agent", "memory", "--memory.memory-width", "-1"],
          "--memory.memory-width must be a positive integer, got -1"),
+        (["--rl2.position-prediction-coef", "1.0"],
+         "--rl2.position-prediction-coef 1.0 needs an environment that reports the agent's "
+         "position, and bandit-k5-n10 does not"),
     ],
 )
 def test_bad_input_is_rejected_before_training(tmp_path, capsys, flags, message):
