@@ -157,8 +157,9 @@ class TrialPPOConfig:
 
     def validate_for(self, distribution: TaskDistribution) -> None:
         """Raise ValueError for a setting that ``distribution``'s batched environment cannot serve."""
-        if self.position_prediction_coef > 0 and distribution.has_batched_env \
-                and distribution.make_batched_env(1).displacement() is None:
+        if self.position_prediction_coef <= 0 or not distribution.has_batched_env:
+            return
+        if distribution.make_batched_env(1).displacement() is None:
             raise ValueError(
                 f"position_prediction_coef {self.position_prediction_coef} needs an environment "
                 f"that reports the agent's position, and {distribution.name} does not; the maze "

@@ -66,8 +66,8 @@ def pool_evaluations(paths: Sequence[Path]) -> dict[str, Any]:
         ratios. Every statistic is over tasks, of each task's mean over the seeds.
 
     Raises:
-        ValueError: when the files differ in agent, distribution, tasks or action choice, or
-            repeat a seed.
+        ValueError: when the files differ in agent, distribution, tasks or action choice,
+            repeat a seed, or come from MAML-PPO, whose curves are indexed by adaptation step.
     """
     if len(paths) < 2:
         raise ValueError(
@@ -76,6 +76,13 @@ def pool_evaluations(paths: Sequence[Path]) -> dict[str, Any]:
         )
     loaded = [load_evaluation(path) for path in paths]
     first = loaded[0][0]
+    unit = first.get("adaptation_unit", "inner episode")
+    if unit != "inner episode":
+        # describe_returns sums a trial's episodes, which is wrong for a curve over steps.
+        raise ValueError(
+            f"{paths[0]} indexes its curve by {unit}; pooling supports agents that adapt over "
+            "the inner episodes of a trial (rl2, memory, ppo, recurrent-ppo)"
+        )
     for path, (evaluation, _) in zip(paths, loaded):
         for key in ("agent", "env", "num_tasks", "deterministic", "num_timesteps"):
             if evaluation.get(key) != first.get(key):
@@ -89,8 +96,10 @@ def pool_evaluations(paths: Sequence[Path]) -> dict[str, Any]:
 
     # (seeds, tasks, episodes) -> the mean over seeds, (tasks, episodes).
     returns = np.stack([arrays["returns"] for _, arrays in loaded])
-    lengths = np.stack([arrays["lengths"] for _, arrays in loaded]) if "lengths" in loaded[0][1] \
-        else None
+    lengths = None
+    if "lengths" in loaded[0][1]:
+        lengths = np.stack([arrays["lengths"] for _, arrays in loaded])
+
     pooled: dict[str, Any] = {
         key: first[key] for key in ("agent", "env", "split", "num_tasks", "adaptation_unit",
                                     "deterministic", "num_timesteps", "episodes_per_trial")
@@ -99,10 +108,13 @@ def pool_evaluations(paths: Sequence[Path]) -> dict[str, Any]:
     pooled["seeds"] = seeds
     pooled.update(describe_returns(returns.mean(axis=0),
                                    None if lengths is None else lengths.mean(axis=0)))
-    per_seed: dict[str, Any] = {"mean_return": [float(r.sum(axis=1).mean()) for r in returns]}
+    per_seed: dict[str, Any] = {
+        "mean_return": [float(seed_returns.sum(axis=1).mean()) for seed_returns in returns]
+    }
     if lengths is not None and lengths.shape[2] >= 2:
         pooled["step_ratio"] = step_ratio(lengths.mean(axis=0))
-        per_seed["step_ratio"] = [float(x[:, 1].mean() / x[:, 0].mean()) for x in lengths]
+        per_seed["step_ratio"] = [float(steps[:, 1].mean() / steps[:, 0].mean())
+                                  for steps in lengths]
     pooled["per_seed"] = per_seed
     return pooled
 
@@ -119,18 +131,21 @@ def format_pooled(pooled: dict[str, Any]) -> str:
                                                    if "step_ratio" in pooled else ""),
     ]
     lines.append("-" * len(lines[-1]))
+
     per_seed = pooled["per_seed"]
     for index, seed in enumerate(seeds):
         line = f"{seed:<8}{per_seed['mean_return'][index]:>19.3f}"
         if "step_ratio" in per_seed:
             line += f"{per_seed['step_ratio'][index]:>13.1%}"
         lines.append(line)
+
     line = f"{'pooled':<8}{stats['mean']:>19.3f}"
     if "step_ratio" in pooled:
         line += f"{pooled['step_ratio']['ratio']:>13.1%}"
     lines.append(line)
     lines.append(f"Pooled mean trial return: {stats['mean']:.3f}, 95% CI "
                  f"[{stats['ci_low']:.3f}, {stats['ci_high']:.3f}] over {pooled['num_tasks']} tasks")
+
     if "episode_length_curve" in pooled:
         steps = ", ".join(f"{point['mean']:.2f}" for point in pooled["episode_length_curve"][:4])
         lines.append(f"Mean steps per inner episode, pooled: {steps}"

@@ -21,7 +21,8 @@ def test_step_ratio_by_hand():
     assert result["ratio"] == pytest.approx(8.5 / 15)
     assert result["n"] == 2
     # Resampling two tasks gives three ratios: both first (0.5), both second (0.6) or one of
-    # each (8.5 / 15); the 2.5% and 97.5% percentiles of 10,000 draws are the outer two.
+    # each (8.5 / 15). Each outer one has probability 1/4, so the 2.5% and 97.5% percentiles
+    # of 10,000 draws are 0.5 and 0.6.
     assert result["ci_low"] == pytest.approx(0.5)
     assert result["ci_high"] == pytest.approx(0.6)
 
@@ -88,6 +89,14 @@ def test_pool_rejects_evaluations_that_differ(tmp_path, field, value):
     message = "repeat a seed" if field == "seed" else f"has {field}="
     with pytest.raises(ValueError, match=message):
         pool_evaluations([first, other])
+
+
+def test_pool_rejects_adaptation_step_curves(tmp_path):
+    first, _ = two_seeds(tmp_path)
+    steps = write_evaluation(tmp_path, "evaluation-seed3.json", 3, [[0, 0], [0, 0]],
+                             [[1, 1], [1, 1]], adaptation_unit="adaptation step")
+    with pytest.raises(ValueError, match="indexes its curve by adaptation step"):
+        pool_evaluations([steps, first])
 
 
 def test_pool_needs_two_evaluations_with_their_arrays(tmp_path):

@@ -74,7 +74,7 @@ def test_rollout_and_sequences_carry_the_displacements():
     # Every row is a whole number of squares over the size, 5.
     squares = rollout.displacements * 5
     torch.testing.assert_close(squares, squares.round(), rtol=0, atol=1e-6)
-    # Sequences of 4 steps: sequence b * 3 + n holds steps 4b .. 4b + 3 of env n.
+    # Sequences of 4 steps: sequence b * 3 + n contains steps 4b .. 4b + 3 of env n.
     batch = split_sequences(rollout, 4)
     assert torch.equal(batch.displacements[:, 3 + 2], rollout.displacements[4:8, 2])
     assert torch.equal(batch.select(torch.tensor([5])).displacements[:, 0],
